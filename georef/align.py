@@ -1,0 +1,314 @@
+"""Estimating the alignment of a target onto a reference.
+
+:func:`estimate_alignment` reads, matches and fits, and returns an
+:class:`Alignment`: a plain, serialisable result (transform, tie points,
+residuals, quality). Applying it is separate (:mod:`georef.write`);
+:func:`align_file` joins the two for the CLI and the plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+
+from georef import geometry, raster
+from georef.errors import MissingGeoreference, OutputExistsError, QualityGateFailed
+from georef.fitting import fit_transform
+from georef.matchers import create_matcher
+from georef.quality import Quality, QualityGate, assess
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AlignOptions:
+    """Settings of one alignment.
+
+    Attributes:
+        matcher: matcher name (see :data:`georef.matchers.MATCHERS`).
+        model: transform model (see :data:`georef.fitting.MODELS`).
+        bands: 1-based bands to read from both rasters; default true colour.
+        max_shift_m: search margin around the target's footprint, in metres.
+        threshold_px: inlier threshold of the robust fit, in working pixels.
+        guided_radius_px: search radius of the guided second matching pass; 0 skips it.
+        max_size: long side, in pixels, above which the target is matched decimated.
+        weights: weight file for the matcher; default from the registry.
+        target_crs: CRS to assume for a target that has a geotransform but no CRS.
+        gate: quality thresholds.
+        seed: random seed of the robust fit.
+    """
+
+    matcher: str = "xfeat"
+    model: str = "affine"
+    bands: tuple[int, ...] | None = None
+    max_shift_m: float = 600.0
+    threshold_px: float = 2.0
+    guided_radius_px: float = 6.0
+    max_size: int = 2048
+    weights: str | None = None
+    target_crs: str | None = None
+    gate: QualityGate = field(default_factory=QualityGate)
+    seed: int = 0
+
+
+@dataclass
+class TiePoints:
+    """Matched points, target pixels against reference map coordinates.
+
+    Attributes:
+        target_px: (N, 2) float64 raster coordinates in the full-resolution target.
+        map_xy: (N, 2) float64 matched positions in the reference CRS.
+        residual_px: (N,) float64 distance to the fitted transform, in target pixels.
+        inlier: (N,) bool.
+        confidence: (N,) float64 matcher confidence.
+    """
+
+    target_px: np.ndarray
+    map_xy: np.ndarray
+    residual_px: np.ndarray
+    inlier: np.ndarray
+    confidence: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TiePoints":
+        return cls(
+            np.asarray(d["target_px"], dtype=np.float64).reshape(-1, 2),
+            np.asarray(d["map_xy"], dtype=np.float64).reshape(-1, 2),
+            np.asarray(d["residual_px"], dtype=np.float64),
+            np.asarray(d["inlier"], dtype=bool),
+            np.asarray(d["confidence"], dtype=np.float64),
+        )
+
+
+@dataclass
+class Alignment:
+    """The result of an alignment: everything needed to apply or judge it.
+
+    Attributes:
+        target, reference: input paths.
+        matcher, model: what produced it.
+        crs_wkt: the reference CRS, in which ``transform`` lands.
+        transform: (3, 3) target raster pixel -> reference map coordinates.
+        width, height: target size in pixels.
+        metres_per_px: ground size of a target pixel.
+        tie_points: the matches and their residuals.
+        quality: measures and gate verdict.
+        timings: seconds per stage.
+    """
+
+    target: str
+    reference: str
+    matcher: str
+    model: str
+    crs_wkt: str
+    transform: np.ndarray
+    width: int
+    height: int
+    metres_per_px: float
+    tie_points: TiePoints
+    quality: Quality
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_wkt(self.crs_wkt)
+
+    @property
+    def geotransform(self) -> np.ndarray:
+        """(3, 3) affine part: the transform itself, or the best affine fit to a homography."""
+        if self.model == "homography":
+            return geometry.best_affine(self.transform, self.width, self.height)
+        return self.transform
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "reference": self.reference,
+            "matcher": self.matcher,
+            "model": self.model,
+            "crs_wkt": self.crs_wkt,
+            "transform": self.transform.tolist(),
+            "geotransform_gdal": list(geometry.to_affine(self.geotransform).to_gdal()),
+            "width": self.width,
+            "height": self.height,
+            "metres_per_px": self.metres_per_px,
+            "quality": self.quality.to_dict(),
+            "timings": self.timings,
+            "tie_points": self.tie_points.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Alignment":
+        return cls(
+            target=d["target"],
+            reference=d["reference"],
+            matcher=d["matcher"],
+            model=d["model"],
+            crs_wkt=d["crs_wkt"],
+            transform=np.asarray(d["transform"], dtype=np.float64),
+            width=d["width"],
+            height=d["height"],
+            metres_per_px=d["metres_per_px"],
+            tie_points=TiePoints.from_dict(d["tie_points"]),
+            quality=Quality(**d["quality"]),
+            timings=d.get("timings", {}),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Alignment":
+        data = json.loads(Path(path).read_text())
+        return cls.from_dict(data.get("alignment", data))
+
+
+def estimate_alignment(target: str | Path, reference: str | Path, options: AlignOptions | None = None) -> Alignment:
+    """Match a target against a reference and fit the target-pixel -> reference-map transform.
+
+    Raises:
+        RasterReadError, MissingGeoreference, BandError, EmptyDataError,
+        NoOverlapError: bad input, named in the message.
+        MatchingError: too few matches to fit the model.
+    """
+    options = options or AlignOptions()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    with raster.open_raster(reference) as ref_ds, raster.open_raster(target) as tgt_ds:
+        if ref_ds.crs is None:
+            raise MissingGeoreference("reference has no CRS", reference)
+        if ref_ds.transform.is_identity:
+            raise MissingGeoreference("reference has no geotransform", reference)
+        assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
+        tgt_geo = raster.georeference(tgt_ds, assume_crs=assume)
+        ref_bands = raster.resolve_bands(ref_ds, options.bands)
+        tgt_bands = raster.resolve_bands(tgt_ds, options.bands)
+
+        target_img = raster.read_target(tgt_ds, tgt_bands, options.max_size)
+        footprint = raster.footprint_in(tgt_geo, tgt_ds.width, tgt_ds.height, ref_ds.crs)
+        # The chip's pixel is the target's working pixel expressed in reference units.
+        working_to_map = footprint @ target_img.to_world
+        pixel_size = float(np.sqrt(abs(np.linalg.det(working_to_map[:2, :2]))))
+        chip = raster.read_reference_chip(
+            ref_ds, ref_bands, footprint, tgt_ds.width, tgt_ds.height, options.max_shift_m, pixel_size
+        )
+        centre = geometry.apply(footprint, [[tgt_ds.width / 2, tgt_ds.height / 2]])[0]
+        metres_per_unit = raster.metres_per_unit(ref_ds.crs, raster._latitude(ref_ds.crs, centre))
+        width, height, crs_wkt = tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt()
+    timings["read"] = time.perf_counter() - start
+    log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
+
+    start = time.perf_counter()
+    matcher = create_matcher(options.matcher, options.weights)
+    matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
+    timings["match"] = time.perf_counter() - start
+    log.info("%s: %d matches (%d / %d keypoints)", options.matcher, len(matches), matches.keypoints0, matches.keypoints1)
+
+    start = time.perf_counter()
+    fit = fit_transform(
+        geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
+        options.model, options.threshold_px, options.seed,
+    )
+    if options.guided_radius_px > 0:
+        # Second pass: each keypoint may match only near where the first fit puts it,
+        # which keeps the correct matches that global mutual-NN loses to look-alikes.
+        to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
+        prior = to_index @ fit.matrix @ np.linalg.inv(to_index)
+        matches = matcher.match(
+            target_img.pixels, chip.pixels, target_img.valid, chip.valid, prior=prior, radius=options.guided_radius_px
+        )
+        log.info("guided pass: %d matches", len(matches))
+        fit = fit_transform(
+            geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
+            options.model, options.threshold_px, options.seed,
+        )
+    src = geometry.index_to_raster(matches.points0)
+    dst = geometry.index_to_raster(matches.points1)
+    to_target = target_img.to_world
+    transform = chip.to_world @ fit.matrix @ np.linalg.inv(to_target)
+    transform /= transform[2, 2]
+    working_px = float(np.sqrt(abs(np.linalg.det(to_target[:2, :2]))))  # target pixels per working pixel
+    target_px = geometry.apply(to_target, src)
+    residual_px = fit.residuals * working_px
+    metres_per_px = pixel_size * metres_per_unit / working_px
+    quality = assess(residual_px, fit.inliers, target_px, width, height, metres_per_px, options.gate)
+    timings["fit"] = time.perf_counter() - start
+
+    tie_points = TiePoints(
+        target_px=target_px,
+        map_xy=geometry.apply(chip.to_world, dst),
+        residual_px=residual_px,
+        inlier=fit.inliers,
+        confidence=matches.confidence,
+    )
+    return Alignment(
+        target=str(target),
+        reference=str(reference),
+        matcher=options.matcher,
+        model=options.model,
+        crs_wkt=crs_wkt,
+        transform=transform,
+        width=width,
+        height=height,
+        metres_per_px=metres_per_px,
+        tie_points=tie_points,
+        quality=quality,
+        timings=timings,
+    )
+
+
+def align_file(
+    target: str | Path,
+    reference: str | Path,
+    output: str | Path | None,
+    options: AlignOptions | None = None,
+    *,
+    gcps: int | None = None,
+    report: str | Path | None = None,
+    overwrite: bool = False,
+    force: bool = False,
+) -> Alignment:
+    """Estimate an alignment, apply the quality gate, write the output and the report.
+
+    Args:
+        target, reference: input rasters.
+        output: GeoTIFF to write; None to only estimate (and report).
+        options: alignment settings.
+        gcps: embed this many tie points as GCPs instead of a geotransform.
+        report: JSON report to write (also when the gate fails).
+        overwrite: replace an existing output.
+        force: write the output even if the gate fails (the report says so).
+
+    Raises:
+        QualityGateFailed: the result failed the gate and ``force`` is off; the
+            report is written, the output is not.
+    """
+    from georef.report import write_report
+    from georef.write import write_aligned
+
+    for path in (output, report):
+        if path is not None and Path(path).exists() and not overwrite:
+            raise OutputExistsError("exists; use --overwrite to replace it", path)
+    alignment = estimate_alignment(target, reference, options)
+    written = False
+    if output is not None and (alignment.quality.passed or force):
+        start = time.perf_counter()
+        write_aligned(target, output, alignment, gcps=gcps)
+        alignment.timings["write"] = time.perf_counter() - start
+        written = True
+    if report is not None:
+        write_report(report, alignment, output=output if written else None)
+    if not alignment.quality.passed and not force:
+        error = QualityGateFailed(
+            "alignment failed the quality gate (" + "; ".join(alignment.quality.reasons) + "); nothing written",
+            target,
+        )
+        error.alignment = alignment
+        raise error
+    return alignment

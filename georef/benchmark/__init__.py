@@ -1,0 +1,1 @@
+"""Measuring true alignment error on cases with a known transform."""

@@ -1,0 +1,195 @@
+"""Benchmark cases: a target, a reference and the true target-pixel -> map transform.
+
+The ``s2-seasons`` layout (see its README) gives same-footprint subtiles of
+several seasons on one pixel grid, so the true transform between two seasons of
+a file is the identity; a case warps the target by a known transform and keeps
+the reference's geotransform, so the truth is that geotransform composed with
+the inverse warp.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from georef import geometry
+from georef.errors import RasterReadError
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two seasons of one subtile."""
+
+    tile: str
+    file: str
+    target_season: str
+    reference_season: str
+    target_png: Path
+    reference_png: Path
+    geotransform: Affine
+    crs: CRS
+
+    @property
+    def name(self) -> str:
+        return f"{self.tile}/{Path(self.file).stem}:{self.target_season}->{self.reference_season}"
+
+
+@dataclass
+class Case:
+    """One benchmark case.
+
+    Attributes:
+        name: unique, stable name.
+        target, reference: GeoTIFFs to align.
+        truth: (3, 3) true target raster pixel -> reference map transform.
+        width, height: target size.
+        valid: optional (H, W) bool, target pixels that hold data (for check points).
+    """
+
+    name: str
+    target: Path
+    reference: Path
+    truth: np.ndarray
+    width: int
+    height: int
+    metres_per_px: float
+    valid: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class WarpSpec:
+    """Ranges of the random misregistration applied to a target's pixels.
+
+    Attributes:
+        max_shift_px: per-axis shift drawn from [-max, max].
+        max_rotation_deg: rotation drawn from [-max, max] about the image centre.
+        max_scale: relative scale change drawn from [-max, max].
+        max_perspective: projective terms drawn from [-max, max] (per pixel); 0 keeps it affine.
+    """
+
+    max_shift_px: float = 40.0
+    max_rotation_deg: float = 2.0
+    max_scale: float = 0.02
+    max_perspective: float = 0.0
+
+    def draw(self, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+        shift = rng.uniform(-self.max_shift_px, self.max_shift_px, 2)
+        angle = rng.uniform(-self.max_rotation_deg, self.max_rotation_deg)
+        scale = 1 + rng.uniform(-self.max_scale, self.max_scale)
+        m = geometry.translation(*shift) @ geometry.similarity_about((width / 2, height / 2), angle, scale)
+        if self.max_perspective:
+            p = np.eye(3)
+            p[2, :2] = rng.uniform(-self.max_perspective, self.max_perspective, 2)
+            centre = (width / 2, height / 2)
+            m = m @ geometry.translation(*centre) @ p @ geometry.translation(-centre[0], -centre[1])
+        return m
+
+
+def s2_seasons_pairs(
+    root: str | Path,
+    seasons: list[tuple[str, str]] = (("winter", "summer"),),
+    tiles: list[str] | None = None,
+) -> list[Pair]:
+    """List the season pairs of an ``s2-seasons`` folder, in a stable order."""
+    root = Path(root)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise RasterReadError("no manifest.json: not an s2-seasons folder", root)
+    manifest = json.loads(manifest_path.read_text())
+    size = manifest["pixel_size_m"]
+    pairs = []
+    for tile, info in sorted(manifest["tiles"].items()):
+        if tiles and tile not in tiles:
+            continue
+        ul_x, ul_y = info["tile_ul"]
+        for name in sorted(info["files"], key=_subtile_order):
+            col, row = (int(v) for v in Path(name).stem.split("_")[1:3])
+            transform = Affine(size, 0, ul_x + size * col, 0, -size, ul_y - size * row)
+            for tgt, ref in seasons:
+                pairs.append(
+                    Pair(tile, name, tgt, ref, root / tile / tgt / name, root / tile / ref / name,
+                         transform, CRS.from_epsg(info["epsg"]))
+                )
+    return pairs
+
+
+def _subtile_order(name: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in Path(name).stem.split("_")[1:3])
+
+
+def _read_png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RasterReadError("cannot read image", path)
+    return image[:, :, ::-1].transpose(2, 0, 1)  # (3, H, W) RGB
+
+
+def write_geotiff(path: Path, data: np.ndarray, transform: Affine, crs: CRS, valid: np.ndarray | None = None) -> Path:
+    """Write (B, H, W) data as a GeoTIFF, with an internal mask where ``valid`` is given."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                   dtype=data.dtype, crs=crs, transform=transform, compress="deflate")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if valid is not None:
+            dst.write_mask(valid.astype(np.uint8) * 255)
+    return path
+
+
+def warp_pixels(data: np.ndarray, warp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move each pixel at raster position q to ``warp @ q``; returns the image and its validity."""
+    _, h, w = data.shape
+    # OpenCV works in index coordinates (pixel centre at 0).
+    to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
+    m = to_index @ warp @ np.linalg.inv(to_index)
+    out = np.stack([cv2.warpPerspective(b, m, (w, h), flags=cv2.INTER_CUBIC) for b in data])
+    valid = cv2.warpPerspective(np.full((h, w), 255, np.uint8), m, (w, h), flags=cv2.INTER_NEAREST) > 0
+    # Cubic interpolation blends in the border: only pixels away from it count as valid.
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    out[:, ~valid] = 0
+    return out, valid
+
+
+def _case_rng(seed: int, name: str) -> np.random.Generator:
+    # A case's warp depends on its name only, so subsets and orderings reproduce it.
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed: int = 0) -> Case:
+    """Misregister the target's pixels by a random known transform; georeference it with the reference grid."""
+    target = _read_png(pair.target_png)
+    _, h, w = target.shape
+    warp = spec.draw(_case_rng(seed, pair.name), w, h)
+    warped, valid = warp_pixels(target, warp)
+    stem = workdir / pair.tile / Path(pair.file).stem
+    tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_warped.tif"), warped, pair.geotransform, pair.crs, valid)
+    ref_path = reference_geotiff(pair, workdir)
+    truth = geometry.to_matrix(pair.geotransform) @ np.linalg.inv(warp)
+    return Case(pair.name, tgt_path, ref_path, truth, w, h, abs(pair.geotransform.a), valid)
+
+
+def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed: int = 0) -> Case:
+    """Pixels untouched; the geotransform is offset by a random known amount (the AROSICS test)."""
+    target = _read_png(pair.target_png)
+    _, h, w = target.shape
+    dx, dy = _case_rng(seed, pair.name).uniform(-max_shift_m, max_shift_m, 2)
+    wrong = Affine.translation(dx, dy) * pair.geotransform
+    stem = workdir / pair.tile / Path(pair.file).stem
+    tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_shifted.tif"), target, wrong, pair.crs)
+    return Case(pair.name, tgt_path, reference_geotiff(pair, workdir), geometry.to_matrix(pair.geotransform),
+                w, h, abs(pair.geotransform.a))
+
+
+def reference_geotiff(pair: Pair, workdir: Path) -> Path:
+    path = workdir / pair.tile / f"{Path(pair.file).stem}_{pair.reference_season}.tif"
+    if not path.exists():
+        write_geotiff(path, _read_png(pair.reference_png), pair.geotransform, pair.crs)
+    return path

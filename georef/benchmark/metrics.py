@@ -1,0 +1,55 @@
+"""Error of an estimated transform against the truth, and summaries over cases."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from georef import geometry
+
+#: Pixel thresholds of the success rates.
+THRESHOLDS_PX = (0.5, 1.0, 3.0, 5.0, 10.0)
+#: Cases that pass the quality gate with a larger error are "wrong but accepted".
+WRONG_PX = 3.0
+
+
+def corner_error(estimate: np.ndarray, truth: np.ndarray, width: float, height: float) -> float:
+    """Mean distance, in map units, between the four target corners mapped by ``estimate`` and ``truth``."""
+    return geometry.mean_corner_distance(estimate, truth, width, height)
+
+
+def check_point_rmse(
+    estimate: np.ndarray, truth: np.ndarray, width: float, height: float, valid: np.ndarray | None = None, n: int = 10
+) -> float:
+    """RMSE, in map units, over an n x n grid of check points inside the target's valid area."""
+    pts = geometry.grid_points(width, height, n)
+    if valid is not None:
+        inside = valid[np.clip(pts[:, 1].astype(int), 0, valid.shape[0] - 1),
+                       np.clip(pts[:, 0].astype(int), 0, valid.shape[1] - 1)]
+        pts = pts[inside] if inside.any() else pts
+    d = np.linalg.norm(geometry.apply(estimate, pts) - geometry.apply(truth, pts), axis=1)
+    return float(np.sqrt(np.mean(d**2)))
+
+
+def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, max_px: float = 10.0) -> dict:
+    """Success rates, median and p90 error, AUC up to ``max_px``, time, and wrong-but-accepted cases.
+
+    Args:
+        errors_px: (N,) error per case; NaN where the matcher produced no transform.
+        accepted: (N,) bool, the case passed the quality gate.
+        seconds: (N,) time per case.
+    """
+    e = np.where(np.isnan(errors_px), np.inf, errors_px)
+    n = len(e)
+    out = {"cases": n}
+    for t in THRESHOLDS_PX:
+        out[f"within_{t:g}px"] = float(np.mean(e < t)) if n else 0.0
+    out["median_px"] = float(np.median(e)) if n else float("nan")
+    out["p90_px"] = float(np.percentile(e, 90)) if n else float("nan")
+    # Area under the cumulative error curve up to max_px, normalised to [0, 1].
+    grid = np.linspace(0, max_px, 201)
+    curve = [np.mean(e < g) for g in grid] if n else [0.0]
+    out[f"auc_{max_px:g}px"] = float(np.trapezoid(curve, grid) / max_px) if n else 0.0
+    out["accepted"] = int(accepted.sum())
+    out["wrong_but_accepted"] = int(np.sum(accepted & (e > WRONG_PX)))
+    out["median_s"] = float(np.median(seconds)) if n else float("nan")
+    return out

@@ -1,0 +1,1 @@
+"""The ``georef`` command line."""

@@ -1,0 +1,53 @@
+"""``georef align``: align a target onto a reference."""
+
+from __future__ import annotations
+
+import click
+
+from georef.align import AlignOptions, align_file
+from georef.cli import options
+from georef.errors import QualityGateFailed
+from georef.quality import QualityGate
+from georef.report import summary
+
+
+@click.command()
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--ref", "reference", required=True, type=click.Path(dir_okay=False), help="Georeferenced reference raster.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Aligned GeoTIFF to write.")
+@click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
+@options.matcher
+@options.model
+@options.bands
+@options.weights
+@options.max_shift
+@click.option("--gcps", type=click.IntRange(min=3), help="Embed N well-spread tie points as GCPs instead of a geotransform.")
+@click.option("--target-crs", help="CRS of a target with a world file but no CRS [default: the reference's].")
+@click.option("--threshold", type=click.FloatRange(min=0.1), default=AlignOptions.threshold_px, show_default=True,
+              help="RANSAC inlier threshold, px.")
+@click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True)
+@click.option("--max-rmse", type=click.FloatRange(min=0), default=QualityGate.max_rmse_px, show_default=True, help="Pixels.")
+@click.option("--min-coverage", type=click.FloatRange(0, 1), default=QualityGate.min_coverage, show_default=True)
+@click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
+@options.overwrite
+def align(target, reference, output, report, matcher, model, bands, weights, max_shift, gcps, target_crs,
+          threshold, min_inliers, max_rmse, min_coverage, force, overwrite):
+    """Align TARGET onto the reference and write it with a corrected georeference."""
+    opts = AlignOptions(
+        matcher=matcher,
+        model=model,
+        bands=bands,
+        max_shift_m=max_shift,
+        threshold_px=threshold,
+        weights=weights,
+        target_crs=target_crs,
+        gate=QualityGate(min_inliers, max_rmse, min_coverage),
+    )
+    try:
+        result = align_file(target, reference, output, opts, gcps=gcps, report=report, overwrite=overwrite, force=force)
+    except QualityGateFailed as exc:
+        click.echo(summary(exc.alignment), err=True)
+        raise
+    click.echo(summary(result), err=True)
+    if output:
+        click.echo(f"wrote {output}", err=True)

@@ -1,0 +1,45 @@
+"""Feature matchers behind one interface (:class:`Matcher`)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from georef.matchers.base import Matcher, Matches
+
+
+def _xfeat(**kwargs) -> Matcher:
+    from georef.matchers.xfeat import XFeatMatcher  # torch is imported only when needed
+
+    return XFeatMatcher(**kwargs)
+
+
+def _sift(**kwargs) -> Matcher:
+    from georef.matchers.sift import SiftMatcher
+
+    kwargs.pop("weights_path", None)
+    kwargs.pop("device", None)
+    return SiftMatcher(**kwargs)
+
+
+_FACTORIES: dict[str, Callable[..., Matcher]] = {"xfeat": _xfeat, "sift": _sift}
+
+#: Names accepted by :func:`create_matcher`.
+MATCHERS: tuple[str, ...] = tuple(_FACTORIES)
+
+
+@functools.lru_cache(maxsize=8)
+def create_matcher(name: str, weights_path: str | None = None, device: str = "cpu") -> Matcher:
+    """Return a matcher by name; instances are cached so weights load once per process.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown matcher {name!r}; choose from {', '.join(MATCHERS)}") from None
+    return factory(weights_path=weights_path, device=device)
+
+
+__all__ = ["MATCHERS", "Matcher", "Matches", "create_matcher"]

@@ -1,0 +1,112 @@
+"""The matcher interface: two images in, matched pixel coordinates and confidences out."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Matches:
+    """Putative correspondences between two images.
+
+    Attributes:
+        points0: (N, 2) float64, x/y index coordinates in image 0 (pixel centre at 0).
+        points1: (N, 2) float64, x/y index coordinates in image 1.
+        confidence: (N,) float64 in [0, 1], higher is better.
+        keypoints0: number of keypoints detected in image 0.
+        keypoints1: number of keypoints detected in image 1.
+    """
+
+    points0: np.ndarray
+    points1: np.ndarray
+    confidence: np.ndarray
+    keypoints0: int = 0
+    keypoints1: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.points0)
+
+
+class Matcher(abc.ABC):
+    """Finds correspondences between two single-channel images.
+
+    Subclasses set ``name`` and implement :meth:`match`.
+    """
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def match(
+        self,
+        image0: np.ndarray,
+        image1: np.ndarray,
+        valid0: np.ndarray | None = None,
+        valid1: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
+        radius: float = 8.0,
+    ) -> Matches:
+        """Match two images.
+
+        Args:
+            image0: (H0, W0) float32 in [0, 1].
+            image1: (H1, W1) float32 in [0, 1].
+            valid0: optional (H0, W0) bool; no keypoint is kept where False.
+            valid1: optional (H1, W1) bool.
+            prior: optional (3, 3) transform from image 0 to image 1 index
+                coordinates; when given, a keypoint may only match keypoints
+                within ``radius`` pixels of its predicted position (guided matching).
+            radius: search radius of guided matching, pixels of image 1.
+
+        Returns:
+            The matches, in index coordinates of each image.
+        """
+
+
+def keep_valid(points: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Boolean (N,) selecting index-coordinate points that fall on valid pixels."""
+    if valid is None:
+        return np.ones(len(points), dtype=bool)
+    h, w = valid.shape
+    cols = np.clip(np.round(points[:, 0]).astype(int), 0, w - 1)
+    rows = np.clip(np.round(points[:, 1]).astype(int), 0, h - 1)
+    return valid[rows, cols]
+
+
+def mutual_nearest(
+    similarity: torch.Tensor,
+    points0: np.ndarray,
+    points1: np.ndarray,
+    min_similarity: float = -np.inf,
+    prior: np.ndarray | None = None,
+    radius: float = 8.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours in descriptor similarity, optionally within a radius of a prior.
+
+    Args:
+        similarity: (N0, N1) float32 descriptor similarity, higher is closer.
+        points0: (N0, 2) keypoints of image 0.
+        points1: (N1, 2) keypoints of image 1.
+        min_similarity: pairs below it never match.
+        prior: optional (3, 3) image 0 -> image 1 transform restricting candidates.
+        radius: candidate radius around the prior's prediction, pixels.
+
+    Returns:
+        Indexes (M,) into points0 and points1, and the (M,) float64 similarities.
+    """
+    sim = similarity.float()
+    if prior is not None:
+        from georef.geometry import apply
+
+        predicted = torch.from_numpy(apply(prior, points0).astype(np.float32)).to(sim.device)
+        dist = torch.cdist(predicted, torch.from_numpy(points1.astype(np.float32)).to(sim.device))
+        sim = sim.masked_fill(dist > radius, -torch.inf)
+    best, idx01 = sim.max(dim=1)
+    idx10 = sim.argmax(dim=0)
+    i0 = torch.arange(len(idx01), device=sim.device)
+    keep = (idx10[idx01] == i0) & (best > min_similarity) & torch.isfinite(best)
+    return i0[keep].cpu().numpy(), idx01[keep].cpu().numpy(), best[keep].double().cpu().numpy()
