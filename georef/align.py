@@ -18,10 +18,11 @@ import numpy as np
 from rasterio.crs import CRS
 
 from georef import geometry, raster
-from georef.errors import MissingGeoreference, OutputExistsError, QualityGateFailed
+from georef.errors import MatchingError, MissingGeoreference, OutputExistsError, QualityGateFailed
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
 from georef.quality import Quality, QualityGate, assess
+from georef.refine import refine
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class AlignOptions:
         max_shift_m: search margin around the target's footprint, in metres.
         threshold_px: inlier threshold of the robust fit, in working pixels.
         guided_radius_px: search radius of the guided second matching pass; 0 skips it.
+        refine: refine the fit to sub-pixel precision by local phase correlation.
         max_size: long side, in pixels, above which the target is matched decimated.
         weights: weight file for the matcher; default from the registry.
         target_crs: CRS to assume for a target that has a geotransform but no CRS.
@@ -49,7 +51,8 @@ class AlignOptions:
     bands: tuple[int, ...] | None = None
     max_shift_m: float = 600.0
     threshold_px: float = 2.0
-    guided_radius_px: float = 6.0
+    guided_radius_px: float = 4.0
+    refine: bool = True
     max_size: int = 2048
     weights: str | None = None
     target_crs: str | None = None
@@ -103,6 +106,7 @@ class Alignment:
         tie_points: the matches and their residuals.
         quality: measures and gate verdict.
         timings: seconds per stage.
+        refinement: window counts of the sub-pixel refinement; empty if it did not run.
     """
 
     target: str
@@ -117,6 +121,7 @@ class Alignment:
     tie_points: TiePoints
     quality: Quality
     timings: dict[str, float] = field(default_factory=dict)
+    refinement: dict[str, int] = field(default_factory=dict)
 
     @property
     def crs(self) -> CRS:
@@ -143,6 +148,7 @@ class Alignment:
             "metres_per_px": self.metres_per_px,
             "quality": self.quality.to_dict(),
             "timings": self.timings,
+            "refinement": self.refinement,
             "tie_points": self.tie_points.to_dict(),
         }
 
@@ -161,6 +167,7 @@ class Alignment:
             tie_points=TiePoints.from_dict(d["tie_points"]),
             quality=Quality(**d["quality"]),
             timings=d.get("timings", {}),
+            refinement=d.get("refinement", {}),
         )
 
     @classmethod
@@ -211,25 +218,22 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     log.info("%s: %d matches (%d / %d keypoints)", options.matcher, len(matches), matches.keypoints0, matches.keypoints1)
 
     start = time.perf_counter()
-    fit = fit_transform(
-        geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
-        options.model, options.threshold_px, options.seed,
-    )
-    if options.guided_radius_px > 0:
-        # Second pass: each keypoint may match only near where the first fit puts it,
-        # which keeps the correct matches that global mutual-NN loses to look-alikes.
-        to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
-        prior = to_index @ fit.matrix @ np.linalg.inv(to_index)
-        matches = matcher.match(
-            target_img.pixels, chip.pixels, target_img.valid, chip.valid, prior=prior, radius=options.guided_radius_px
-        )
-        log.info("guided pass: %d matches", len(matches))
-        fit = fit_transform(
-            geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
-            options.model, options.threshold_px, options.seed,
-        )
+    try:
+        fit, matches, support = _fit_with_guided_pass(matcher, matches, target_img, chip, options)
+    except MatchingError as exc:
+        raise MatchingError(f"no alignment found: {exc.message}", target) from None
     src = geometry.index_to_raster(matches.points0)
     dst = geometry.index_to_raster(matches.points1)
+    timings["fit"] = time.perf_counter() - start
+
+    refinement = {}
+    if options.refine:
+        start = time.perf_counter()
+        refined = refine(target_img.pixels, target_img.valid, chip.pixels, chip.valid, fit.matrix, options.model)
+        if refined is not None:
+            fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px)
+            refinement = {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
+        timings["refine"] = time.perf_counter() - start
     to_target = target_img.to_world
     transform = chip.to_world @ fit.matrix @ np.linalg.inv(to_target)
     transform /= transform[2, 2]
@@ -237,8 +241,13 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     target_px = geometry.apply(to_target, src)
     residual_px = fit.residuals * working_px
     metres_per_px = pixel_size * metres_per_unit / working_px
-    quality = assess(residual_px, fit.inliers, target_px, width, height, metres_per_px, options.gate)
-    timings["fit"] = time.perf_counter() - start
+    moved = geometry.apply(transform, geometry.corners(width, height)) - geometry.apply(footprint, geometry.corners(width, height))
+    shift_m = float(np.linalg.norm(moved, axis=1).max()) * metres_per_unit
+    scale_change = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(footprint[:2, :2])))) - 1
+    quality = assess(
+        residual_px, fit.inliers, support, target_px, width, height, metres_per_px,
+        shift_m, scale_change, options.max_shift_m, options.gate,
+    )
 
     tie_points = TiePoints(
         target_px=target_px,
@@ -260,7 +269,36 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         tie_points=tie_points,
         quality=quality,
         timings=timings,
+        refinement=refinement,
     )
+
+
+def _fit_with_guided_pass(matcher, matches, target_img, chip, options: AlignOptions):
+    """Fit the matches; then, unless disabled, match again guided by the fit and refit.
+
+    Returns:
+        The fit, the matches it used, and the inlier count of the unguided pass.
+    """
+    fit = fit_transform(
+        geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
+        options.model, options.threshold_px, options.seed,
+    )
+    support = int(fit.inliers.sum())
+    if options.guided_radius_px <= 0:
+        return fit, matches, support
+    # Each keypoint may now match only near where the first fit puts it, which keeps
+    # the correct matches that global mutual-NN loses to look-alikes elsewhere.
+    to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
+    prior = to_index @ fit.matrix @ np.linalg.inv(to_index)
+    guided = matcher.match(
+        target_img.pixels, chip.pixels, target_img.valid, chip.valid, prior=prior, radius=options.guided_radius_px
+    )
+    log.info("guided pass: %d matches", len(guided))
+    fit = fit_transform(
+        geometry.index_to_raster(guided.points0), geometry.index_to_raster(guided.points1),
+        options.model, options.threshold_px, options.seed,
+    )
+    return fit, guided, support
 
 
 def align_file(

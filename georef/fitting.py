@@ -36,6 +36,11 @@ class Fit:
     inliers: np.ndarray
     residuals: np.ndarray
 
+    def with_matrix(self, matrix: np.ndarray, src: np.ndarray, dst: np.ndarray, threshold: float) -> "Fit":
+        """The same matches judged against another transform (e.g. a refined one)."""
+        residuals = np.linalg.norm(geometry.apply(matrix, src) - dst, axis=1)
+        return Fit(self.model, matrix, residuals < threshold, residuals)
+
 
 def _lstsq(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     if model == "shift":

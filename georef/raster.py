@@ -285,8 +285,8 @@ def read_reference_chip(
     margin = margin_m / metres_per_unit(ds.crs, centre_lat)
     (x0, y0), (x1, y1) = corners.min(axis=0) - margin, corners.max(axis=0) + margin
     # Reference pixel window, rounded outwards and clipped to the dataset.
-    inv = ~t
-    cols, rows = zip(*(inv * (x, y) for x in (x0, x1) for y in (y0, y1)))
+    box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    cols, rows = geometry.apply(np.linalg.inv(geometry.to_matrix(t)), box).T
     c0, c1 = max(0, math.floor(min(cols))), min(ds.width, math.ceil(max(cols)))
     r0, r1 = max(0, math.floor(min(rows))), min(ds.height, math.ceil(max(rows)))
     if c1 - c0 < 8 or r1 - r0 < 8:

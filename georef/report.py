@@ -38,11 +38,14 @@ def report_dict(alignment: Alignment, output: str | Path | None = None) -> dict:
         "model": alignment.model,
         "matches": q.matches,
         "inliers": q.inliers,
+        "support": q.support,
         "rmse_px": q.rmse_px,
         "max_px": q.max_px,
         "rmse_m": q.rmse_m,
         "max_m": q.max_m,
         "coverage": q.coverage,
+        "shift_m": q.shift_m,
+        "scale_change": q.scale_change,
         "reasons": q.reasons,
         "timings_s": alignment.timings,
         "versions": package_versions(),
@@ -65,7 +68,8 @@ def summary(alignment: Alignment) -> str:
     verdict = "passed" if q.passed else "FAILED: " + "; ".join(q.reasons)
     total = sum(alignment.timings.values())
     return (
-        f"{alignment.matcher}/{alignment.model}: {q.matches} matches, {q.inliers} inliers, "
+        f"{alignment.matcher}/{alignment.model}: {q.matches} matches, {q.inliers} inliers "
+        f"({q.support} unguided), moved {q.shift_m:.0f} m, "
         f"RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px, "
         f"coverage {q.coverage:.0%}, {total:.2f} s; quality gate {verdict}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.control import GroundControlPoint
 from rasterio.enums import MaskFlags
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from georef import geometry
@@ -110,7 +112,11 @@ def write_aligned(
         else:
             profile["transform"] = geometry.to_affine(alignment.geotransform)
         copy_mask = all(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **profile) as dst:
+        with warnings.catch_warnings():
+            # A GCP-only file has no geotransform when opened; the GCPs are set right after.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dst = rasterio.open(tmp, "w", **profile)
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), dst:
             if gcps:
                 dst.gcps = (gcps_for(alignment, gcps), alignment.crs)
             dst.colorinterp = src.colorinterp

@@ -24,6 +24,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from georef import geometry
+
 SHIFT_M = (230.0, -140.0)
 ROTATION_DEG = 1.5
 CROP = Window(400, 380, 1200, 1200)
@@ -51,7 +53,7 @@ def main(out_dir: str) -> None:
 
     crop = data[:, CROP.row_off:CROP.row_off + CROP.height, CROP.col_off:CROP.col_off + CROP.width]
     true = transform * Affine.translation(CROP.col_off, CROP.row_off)
-    centre = true * (CROP.width / 2, CROP.height / 2)
+    centre = tuple(geometry.apply(geometry.to_matrix(true), [[CROP.width / 2, CROP.height / 2]])[0])
     wrong = Affine.translation(*SHIFT_M) * Affine.rotation(ROTATION_DEG, pivot=centre) * true
     with rasterio.open(out / "target.tif", "w", width=CROP.width, height=CROP.height,
                        transform=wrong, **common) as dst:

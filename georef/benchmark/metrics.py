@@ -38,13 +38,15 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
         accepted: (N,) bool, the case passed the quality gate.
         seconds: (N,) time per case.
     """
+    # A case without any transform counts as an infinite error: below no threshold.
     e = np.where(np.isnan(errors_px), np.inf, errors_px)
     n = len(e)
     out = {"cases": n}
     for t in THRESHOLDS_PX:
         out[f"within_{t:g}px"] = float(np.mean(e < t)) if n else 0.0
-    out["median_px"] = float(np.median(e)) if n else float("nan")
-    out["p90_px"] = float(np.percentile(e, 90)) if n else float("nan")
+    with np.errstate(invalid="ignore"):  # interpolating between two infinities gives NaN: it is inf
+        out["median_px"] = float(np.nan_to_num(np.median(e), nan=np.inf)) if n else float("nan")
+        out["p90_px"] = float(np.nan_to_num(np.percentile(e, 90), nan=np.inf)) if n else float("nan")
     # Area under the cumulative error curve up to max_px, normalised to [0, 1].
     grid = np.linspace(0, max_px, 201)
     curve = [np.mean(e < g) for g in grid] if n else [0.0]

@@ -28,10 +28,12 @@ from georef.report import summary
 @click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True)
 @click.option("--max-rmse", type=click.FloatRange(min=0), default=QualityGate.max_rmse_px, show_default=True, help="Pixels.")
 @click.option("--min-coverage", type=click.FloatRange(0, 1), default=QualityGate.min_coverage, show_default=True)
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Refine the fit to sub-pixel precision by local phase correlation.")
 @click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
 @options.overwrite
 def align(target, reference, output, report, matcher, model, bands, weights, max_shift, gcps, target_crs,
-          threshold, min_inliers, max_rmse, min_coverage, force, overwrite):
+          threshold, min_inliers, max_rmse, min_coverage, refine, force, overwrite):
     """Align TARGET onto the reference and write it with a corrected georeference."""
     opts = AlignOptions(
         matcher=matcher,
@@ -39,6 +41,7 @@ def align(target, reference, output, report, matcher, model, bands, weights, max
         bands=bands,
         max_shift_m=max_shift,
         threshold_px=threshold,
+        refine=refine,
         weights=weights,
         target_crs=target_crs,
         gate=QualityGate(min_inliers, max_rmse, min_coverage),

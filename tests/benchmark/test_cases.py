@@ -1,0 +1,92 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import rasterio
+
+from georef import geometry
+from georef.benchmark.cases import WarpSpec, make_shift_case, make_warp_case, s2_seasons_pairs, warp_pixels
+from georef.benchmark.metrics import check_point_rmse, corner_error, summarise
+from georef.fitting import fit_transform
+
+from conftest import S2_SEASONS, requires_s2_seasons
+
+
+def test_warp_pixels_moves_content_by_the_transform():
+    image = np.zeros((1, 64, 64), np.uint8)
+    image[0, 10, 20] = 255  # pixel centre at raster (20.5, 10.5)
+    warped, valid = warp_pixels(image, geometry.translation(5, 3))
+    assert np.unravel_index(warped[0].argmax(), warped[0].shape) == (13, 25)
+    assert not valid[:3].any() and valid[10:50, 10:50].all()
+
+
+def test_metric_of_exact_correspondences_is_zero_and_of_a_shift_is_the_shift():
+    truth = geometry.to_matrix(rasterio.Affine(10, 0, 5e5, 0, -10, 5e6)) @ geometry.similarity_about((256, 256), 1.3, 1.01)
+    rng = np.random.default_rng(0)
+    px = rng.uniform(0, 512, (50, 2))
+    fit = fit_transform(px, geometry.apply(truth, px), "affine", threshold=0.5)  # exact matches
+    assert corner_error(fit.matrix, truth, 512, 512) < 1e-6
+    assert check_point_rmse(fit.matrix, truth, 512, 512) < 1e-6
+    shifted = geometry.translation(30, -40) @ truth
+    assert corner_error(shifted, truth, 512, 512) == pytest.approx(50.0)
+    assert check_point_rmse(shifted, truth, 512, 512) == pytest.approx(50.0)
+
+
+def test_summary_counts_wrong_but_accepted():
+    s = summarise(np.array([0.2, 0.8, 2.0, 4.0, np.nan]), np.array([True, True, False, True, False]), np.ones(5))
+    assert s["within_0.5px"] == 0.2 and s["within_1px"] == 0.4 and s["within_3px"] == 0.6
+    assert s["wrong_but_accepted"] == 1 and s["accepted"] == 3 and s["cases"] == 5
+
+
+@requires_s2_seasons
+def test_pairs_follow_the_manifest():
+    pairs = s2_seasons_pairs(S2_SEASONS, [("winter", "summer"), ("summer_prev", "summer")])
+    assert len(pairs) == 60
+    manifest = json.loads((S2_SEASONS / "manifest.json").read_text())
+    p = next(p for p in pairs if p.tile == "T36UUA" and p.file == "tile_0_1024.png")
+    ul_x, ul_y = manifest["tiles"]["T36UUA"]["tile_ul"]
+    assert (p.geotransform.c, p.geotransform.f) == (ul_x, ul_y - 10 * 1024)
+    assert p.crs.to_epsg() == 32636
+
+
+@requires_s2_seasons
+def test_warp_case_truth_is_consistent_with_the_pixels(tmp_path):
+    """Same-season case: warping summer by A and aligning with summer must recover T @ inv(A)."""
+    pair = s2_seasons_pairs(S2_SEASONS, [("summer", "summer")], ["T35UNQ"])[0]
+    case = make_warp_case(pair, tmp_path, WarpSpec(), seed=1)
+    from georef.align import estimate_alignment
+
+    result = estimate_alignment(case.target, case.reference)
+    assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.3
+
+
+@requires_s2_seasons
+def test_identity_case_scores_below_a_tenth_of_a_pixel(tmp_path):
+    pair = s2_seasons_pairs(S2_SEASONS, [("summer", "summer")], ["T36UUA"])[0]
+    case = make_shift_case(pair, tmp_path, max_shift_m=0.0)
+    from georef.align import estimate_alignment
+
+    result = estimate_alignment(case.target, case.reference)
+    assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.1
+
+
+@requires_s2_seasons
+def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
+    from click.testing import CliRunner
+
+    from georef.cli.main import cli
+
+    out = tmp_path / "bench"
+    args = ["benchmark", str(S2_SEASONS), "--matchers", "xfeat,sift", "--limit", "2", "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "cases.csv")))
+    assert len(rows) == 4 and {r["matcher"] for r in rows} == {"xfeat", "sift"}
+    xfeat = [r for r in rows if r["matcher"] == "xfeat"]
+    assert all(0 <= float(r["error_px"]) < 5 for r in xfeat)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["xfeat"]["cases"] == 2 and 0 <= summary["xfeat"]["within_3px"] <= 1
+    # a second run resumes: nothing is run again
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and len(list(csv.DictReader(open(out / "cases.csv")))) == 4

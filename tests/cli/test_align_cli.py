@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from georef import __version__
+from georef.cli.main import cli
+
+from conftest import crop, write_tif
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_align_writes_output_and_report(pair, tmp_path):
+    out, report = tmp_path / "out.tif", tmp_path / "r.json"
+    result = run("align", pair.target, "--ref", pair.reference, "-o", out, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "quality gate passed" in result.output
+    data = json.loads(report.read_text())
+    assert data["status"] == "passed" and data["matcher"] == "xfeat" and data["model"] == "affine"
+    for key in ("matches", "inliers", "rmse_px", "max_px", "rmse_m", "max_m", "coverage", "timings_s", "versions"):
+        assert key in data
+    assert set(data["timings_s"]) == {"read", "match", "fit", "refine", "write"}
+    assert "rasterio" in data["versions"] and "torch" in data["versions"]
+
+
+def test_quiet_prints_no_log(pair, tmp_path):
+    result = run("-q", "align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--matcher", "sift")
+    assert result.exit_code == 0, result.output
+    assert "INFO" not in result.output
+
+
+def _assert_error(result, *fragments, code=2):
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("georef: error:")]
+    assert len(lines) == 1, result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_target(pair, tmp_path):
+    out = tmp_path / "o.tif"
+    _assert_error(run("align", tmp_path / "missing.tif", "--ref", pair.reference, "-o", out), "missing.tif", "no such file")
+    assert not out.exists()
+
+
+def test_reference_without_crs(pair, tmp_path, scene):
+    data, t = crop(scene, 0, 0, 300)
+    ref = write_tif(tmp_path / "nocrs.tif", data, t, None)
+    _assert_error(run("align", pair.target, "--ref", ref, "-o", tmp_path / "o.tif"), "nocrs.tif", "reference has no CRS")
+
+
+def test_target_without_georeference(pair, tmp_path, scene):
+    data, _ = crop(scene, 0, 0, 300)
+    tgt = write_tif(tmp_path / "plain.tif", data, None, None)
+    _assert_error(run("align", tgt, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "plain.tif", "no georeference")
+
+
+def test_no_overlap(pair, tmp_path, scene):
+    from affine import Affine
+
+    data, t = crop(scene, 0, 0, 300)
+    far = write_tif(tmp_path / "far.tif", data, Affine.translation(0, 80_000) * t, scene.crs)
+    _assert_error(run("align", far, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "reference.tif", "does not overlap")
+
+
+def test_all_nodata_target(pair, tmp_path, scene):
+    with_truth = crop(scene, 700, 650, 512)[1]
+    tgt = write_tif(tmp_path / "empty.tif", np.zeros((3, 512, 512), np.uint16), with_truth, scene.crs, nodata=0)
+    _assert_error(run("align", tgt, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "empty.tif", "only nodata")
+
+
+def test_band_that_does_not_exist(pair, tmp_path):
+    _assert_error(run("align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--bands", "1,5"),
+                  "has no band 5")
+
+
+def test_existing_output_needs_overwrite(pair, tmp_path):
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"old")
+    _assert_error(run("align", pair.target, "--ref", pair.reference, "-o", out), "o.tif", "--overwrite")
+    assert out.read_bytes() == b"old"
+    assert run("align", pair.target, "--ref", pair.reference, "-o", out, "--overwrite").exit_code == 0
+    assert out.read_bytes() != b"old"
+
+
+def test_unmatchable_target_fails_the_gate_with_exit_3(pair, tmp_path, scene):
+    noise = np.random.default_rng(0).integers(0, 4000, (3, 512, 512)).astype(np.uint16)
+    tgt = write_tif(tmp_path / "noise.tif", noise, crop(scene, 700, 650, 512)[1], scene.crs)
+    out, report = tmp_path / "o.tif", tmp_path / "r.json"
+    result = run("align", tgt, "--ref", pair.reference, "-o", out, "--report", report)
+    assert result.exit_code == 3, result.output
+    assert "noise.tif" in result.output
+    assert not out.exists()
+
+
+def test_force_writes_despite_the_gate(pair, tmp_path):
+    out, report = tmp_path / "o.tif", tmp_path / "r.json"
+    result = run("align", pair.target, "--ref", pair.reference, "-o", out, "--report", report,
+                 "--min-inliers", "100000", "--force")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and json.loads(report.read_text())["status"] == "failed"
+
+
+def test_gate_failure_exit_code_and_reason(pair, tmp_path):
+    out = tmp_path / "o.tif"
+    result = run("align", pair.target, "--ref", pair.reference, "-o", out, "--min-inliers", "100000")
+    _assert_error(result, "target.tif", "inliers < 100000", code=3)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", ["x", "0", "1,,2"])
+def test_bad_band_syntax_is_a_usage_error(pair, tmp_path, bad):
+    result = run("align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--bands", bad)
+    assert result.exit_code == 2 and "--bands" in result.output

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from georef import geometry, raster
+from georef.matchers import MATCHERS, create_matcher
+from georef.matchers.base import mutual_nearest
+
+
+@pytest.fixture(scope="module")
+def images(scene):
+    """A 256 px image and the same ground shifted by (+13, -7) px, normalised."""
+    data = scene.data[:, 600:900, 600:900]
+    valid = np.ones(data.shape[1:], bool)
+    full = raster.normalise(data, valid)
+    return full[20:276, 20:276], full[27:283, 7:263]  # image1(x, y) == image0(x + 13, y - 7)
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+def test_matches_follow_a_known_shift(name, images):
+    a, b = images
+    m = create_matcher(name).match(a, b)
+    assert len(m) >= 30
+    assert m.points0.shape == m.points1.shape == (len(m), 2)
+    assert m.confidence.shape == (len(m),) and ((m.confidence >= 0) & (m.confidence <= 1)).all()
+    offset = m.points1 - m.points0
+    # XFeat detects on an 8 px cell grid, so a shift that is not a multiple of 8
+    # moves a keypoint by a pixel or two: the median is exact, single matches jitter.
+    np.testing.assert_allclose(np.median(offset, axis=0), (13, -7), atol=0.5)
+    assert (np.linalg.norm(offset - (13, -7), axis=1) < 3).mean() > 0.8
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+def test_guided_matching_keeps_matches_near_the_prior(name, images):
+    a, b = images
+    prior = geometry.translation(13, -7)
+    m = create_matcher(name).match(a, b, prior=prior, radius=3.0)
+    assert len(m) >= 30
+    assert (np.linalg.norm(m.points1 - geometry.apply(prior, m.points0), axis=1) <= 3.0 + 1e-6).all()
+
+
+@pytest.mark.parametrize("name", MATCHERS)
+def test_no_keypoints_on_invalid_pixels(name, images):
+    a, b = images
+    valid = np.ones_like(a, bool)
+    valid[:, :128] = False
+    m = create_matcher(name).match(a, b, valid0=valid)
+    assert len(m) > 0 and (m.points0[:, 0] >= 127.5).all()
+
+
+def test_mutual_nearest_needs_both_directions():
+    import torch
+
+    sim = torch.tensor([[0.9, 0.8], [0.95, 0.1]])
+    i0, i1, conf = mutual_nearest(sim, np.zeros((2, 2)), np.zeros((2, 2)))
+    # row 0's best is column 0, but column 0 prefers row 1: only (1, 0) is mutual
+    assert i0.tolist() == [1] and i1.tolist() == [0] and conf[0] == pytest.approx(0.95)
+
+
+def test_unknown_matcher():
+    with pytest.raises(ValueError, match="unknown matcher 'loftr2'"):
+        create_matcher("loftr2")

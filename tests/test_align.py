@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from georef import geometry
+from georef.align import Alignment, AlignOptions, align_file, estimate_alignment
+from georef.errors import OutputExistsError, QualityGateFailed
+from georef.quality import QualityGate
+
+from conftest import crop, write_tif
+
+
+def corner_error_px(transform: np.ndarray, truth: Affine, size: int, pixel: float = 10.0) -> float:
+    return geometry.mean_corner_distance(transform, geometry.to_matrix(truth), size, size) / pixel
+
+
+def test_recovers_a_shifted_georeference(pair):
+    result = estimate_alignment(pair.target, pair.reference)
+    assert corner_error_px(result.transform, pair.truth, pair.size) < 0.3
+    q = result.quality
+    assert q.passed and q.inliers >= 100 and q.coverage >= 0.75
+    assert q.rmse_m == pytest.approx(q.rmse_px * 10, rel=1e-6)
+    assert set(result.timings) == {"read", "match", "fit", "refine"}
+    assert result.refinement["inliers"] >= 12
+
+
+@pytest.mark.parametrize("model", ["shift", "similarity", "affine", "homography"])
+def test_every_model_recovers_the_shift(pair, model):
+    result = estimate_alignment(pair.target, pair.reference, AlignOptions(model=model))
+    assert corner_error_px(result.geotransform, pair.truth, pair.size) < 0.5
+
+
+def test_recovers_a_rotated_georeference(tmp_path, scene):
+    ref_data, ref_t = crop(scene, 400, 400, 1000)
+    tgt_data, truth = crop(scene, 650, 650, 512)
+    centre = tuple(geometry.apply(geometry.to_matrix(truth), [[256, 256]])[0])
+    wrong = Affine.translation(-200, 150) * Affine.rotation(2.0, pivot=centre) * truth
+    ref = write_tif(tmp_path / "ref.tif", ref_data, ref_t, scene.crs)
+    tgt = write_tif(tmp_path / "tgt.tif", tgt_data, wrong, scene.crs)
+    result = estimate_alignment(tgt, ref)
+    assert corner_error_px(result.transform, truth, 512) < 0.3
+
+
+def test_reference_at_another_resolution(tmp_path, scene):
+    """A 20 m reference: the chip is resampled to the 10 m target."""
+    ref_data, ref_t = crop(scene, 400, 400, 1000)
+    coarse = ref_data.reshape(3, 500, 2, 500, 2).mean(axis=(2, 4)).astype(np.uint16)
+    ref = write_tif(tmp_path / "ref20.tif", coarse, ref_t * Affine.scale(2), scene.crs)
+    tgt_data, truth = crop(scene, 650, 650, 512)
+    tgt = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(90, 60) * truth, scene.crs)
+    result = estimate_alignment(tgt, ref)
+    assert corner_error_px(result.transform, truth, 512) < 1.0
+
+
+def test_reference_in_another_crs(tmp_path, scene):
+    """The output lands in the reference CRS, correct at the target's corners."""
+    ref_data, ref_t = crop(scene, 300, 300, 1200)
+    dst_crs = CRS.from_epsg(32617)
+    transform, w, h = calculate_default_transform(scene.crs, dst_crs, 1200, 1200, *rasterio.transform.array_bounds(1200, 1200, ref_t), resolution=10)
+    warped = np.zeros((3, h, w), np.uint16)
+    reproject(ref_data, warped, src_transform=ref_t, src_crs=scene.crs, dst_transform=transform,
+              dst_crs=dst_crs, resampling=Resampling.cubic, src_nodata=0, dst_nodata=0)
+    ref = write_tif(tmp_path / "ref_utm17.tif", warped, transform, dst_crs, nodata=0)
+    tgt_data, truth = crop(scene, 650, 650, 512)
+    tgt = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(100, -80) * truth, scene.crs)
+    result = estimate_alignment(tgt, ref)
+    assert result.crs == dst_crs
+    corners = geometry.corners(512, 512)
+    true_map = geometry.apply(geometry.to_matrix(truth), corners)
+    xs, ys = rasterio.warp.transform(scene.crs, dst_crs, true_map[:, 0], true_map[:, 1])
+    err = np.linalg.norm(geometry.apply(result.transform, corners) - np.column_stack([xs, ys]), axis=1)
+    assert err.mean() < 5.0  # metres; the zone change bends the grid slightly
+
+
+def test_alignment_round_trips_through_json(pair):
+    result = estimate_alignment(pair.target, pair.reference)
+    again = Alignment.from_dict(json.loads(json.dumps(result.to_dict())))
+    np.testing.assert_array_equal(again.transform, result.transform)
+    np.testing.assert_array_equal(again.tie_points.inlier, result.tie_points.inlier)
+    assert again.quality == result.quality
+
+
+def test_gate_failure_writes_report_but_no_output(pair, tmp_path):
+    out, report = tmp_path / "out.tif", tmp_path / "report.json"
+    opts = AlignOptions(gate=QualityGate(min_inliers=100_000))
+    with pytest.raises(QualityGateFailed, match="inliers < 100000") as info:
+        align_file(pair.target, pair.reference, out, opts, report=report)
+    assert info.value.alignment is not None
+    assert not out.exists()
+    assert json.loads(report.read_text())["status"] == "failed"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_force_writes_a_failed_result_and_says_so(pair, tmp_path):
+    out, report = tmp_path / "out.tif", tmp_path / "report.json"
+    opts = AlignOptions(gate=QualityGate(min_inliers=100_000))
+    align_file(pair.target, pair.reference, out, opts, report=report, force=True)
+    assert out.exists()
+    data = json.loads(report.read_text())
+    assert data["status"] == "failed" and data["output"] == str(out)
+
+
+def test_existing_output_is_refused_before_any_work(pair, tmp_path):
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputExistsError, match="out.tif: exists"):
+        align_file(pair.target, pair.reference, out)
+    assert out.read_bytes() == b"keep me"

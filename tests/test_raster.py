@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from georef import geometry, raster
+from georef.errors import BandError, EmptyDataError, MissingGeoreference, NoOverlapError, RasterReadError
+
+from conftest import crop, write_tif
+
+
+def test_normalise_uses_robust_percentiles_not_fixed_caps():
+    rng = np.random.default_rng(0)
+    dark = rng.integers(100, 400, (1, 64, 64)).astype(np.uint16)  # 16-bit, far below any 8-bit cap
+    bright = (dark.astype(np.int32) + 9000).astype(np.uint16)
+    valid = np.ones((64, 64), bool)
+    a, b = raster.normalise(dark, valid), raster.normalise(bright, valid)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # the stretch follows the data
+    assert a.min() == 0 and a.max() == 1 and 0.3 < a.mean() < 0.7
+
+
+def test_normalise_ignores_nodata_and_fills_it():
+    data = np.full((1, 32, 32), 50, np.uint16)
+    data[0, :, 16:] = np.arange(16, dtype=np.uint16) * 100 + 1000
+    data[0, :4] = 65535  # nodata stripe, would dominate a min/max stretch
+    valid = np.ones((32, 32), bool)
+    valid[:4] = False
+    out = raster.normalise(data, valid)
+    assert out[4:, :16].max() == 0  # 50 is the darkest valid value
+    np.testing.assert_allclose(out[:4], out[valid].mean())
+
+
+def test_normalise_all_nodata_and_flat_data_raise():
+    with pytest.raises(EmptyDataError, match="only nodata"):
+        raster.normalise(np.zeros((1, 8, 8)), np.zeros((8, 8), bool))
+    with pytest.raises(EmptyDataError, match="no contrast"):
+        raster.normalise(np.full((1, 8, 8), 7), np.ones((8, 8), bool))
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(RasterReadError, match="no such file"):
+        with raster.open_raster(tmp_path / "nope.tif"):
+            pass
+    junk = tmp_path / "junk.tif"
+    junk.write_text("not a raster")
+    with pytest.raises(RasterReadError, match="junk.tif: not a raster GDAL can read"):
+        with raster.open_raster(junk):
+            pass
+
+
+def test_band_choice(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 64)
+    path = write_tif(tmp_path / "a.tif", data, t, scene.crs)
+    with raster.open_raster(path) as ds:
+        assert raster.resolve_bands(ds, None) == [1, 2, 3]
+        assert raster.resolve_bands(ds, (3, 1)) == [3, 1]
+        with pytest.raises(BandError, match="has no band 4 \\(it has 3\\)"):
+            raster.resolve_bands(ds, (1, 4))
+
+
+def test_georeference_from_world_file_without_crs(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 64)
+    png = tmp_path / "plain.png"
+    with rasterio.open(png, "w", driver="PNG", width=64, height=64, count=3, dtype="uint16") as dst:
+        dst.write(data)
+    png.with_suffix(".pgw").write_text("\n".join(str(v) for v in (t.a, t.d, t.b, t.e, t.c + 5, t.f - 5)))
+    for leftover in tmp_path.glob("*.aux.xml"):
+        leftover.unlink()
+    with raster.open_raster(png) as ds:
+        with pytest.raises(MissingGeoreference, match="no CRS"):
+            raster.georeference(ds)
+        geo = raster.georeference(ds, assume_crs=scene.crs)
+    assert geo.crs == scene.crs
+    np.testing.assert_allclose(geo.pixel_to_map, geometry.to_matrix(t), atol=1e-6)
+
+
+def test_georeference_from_gcps_and_none(tmp_path, scene):
+    from rasterio.control import GroundControlPoint
+
+    data, t = crop(scene, 0, 0, 64)
+    path = write_tif(tmp_path / "gcps.tif", data, None, None)
+    gcps = [GroundControlPoint(r, c, *(geometry.apply(geometry.to_matrix(t), [[c, r]])[0]))
+            for r, c in ((0, 0), (0, 64), (64, 0), (64, 64))]
+    with rasterio.open(path, "r+") as ds:
+        ds.gcps = (gcps, scene.crs)
+    with raster.open_raster(path) as ds:
+        geo = raster.georeference(ds)
+    assert geo.source == "gcps"
+    np.testing.assert_allclose(geo.pixel_to_map, geometry.to_matrix(t), atol=1e-6)
+
+    bare = write_tif(tmp_path / "bare.tif", data, None, None)
+    with raster.open_raster(bare) as ds, pytest.raises(MissingGeoreference, match="no georeference"):
+        raster.georeference(ds)
+
+
+def test_reference_chip_is_resampled_to_target_pixel_size(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 600)
+    path = write_tif(tmp_path / "ref.tif", data, t, scene.crs)
+    footprint = geometry.to_matrix(t * Affine.translation(100, 100) * Affine.scale(2))  # a 20 m target
+    with raster.open_raster(path) as ds:
+        chip = raster.read_reference_chip(ds, [1, 2, 3], footprint, 100, 100, 200.0, 20.0)
+    # 100 px of 20 m plus 200 m each side = 2400 m = 120 px of 20 m
+    assert chip.shape == (120, 120)
+    np.testing.assert_allclose(abs(chip.to_world[0, 0]), 20.0)
+    corner = geometry.apply(chip.to_world, [[0, 0]])[0]
+    np.testing.assert_allclose(corner, geometry.apply(footprint, [[0, 0]])[0] + (-200, 200))
+
+
+def test_reference_chip_outside_margin_is_no_overlap(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 200)
+    path = write_tif(tmp_path / "ref.tif", data, t, scene.crs)
+    far = geometry.to_matrix(Affine.translation(50_000, 0) * t)
+    with raster.open_raster(path) as ds, pytest.raises(NoOverlapError, match="within the search margin of 600 m"):
+        raster.read_reference_chip(ds, [1], far, 200, 200, 600.0, 10.0)
+
+
+def test_footprint_in_another_crs(scene):
+    geo = raster.Georeference(geometry.to_matrix(scene.transform), scene.crs, "geotransform")
+    m = raster.footprint_in(geo, 1000, 1000, CRS.from_epsg(32617))  # neighbouring UTM zone
+    from rasterio.warp import transform as warp_transform
+
+    px = np.array([[0, 0], [1000, 1000]])
+    src = geometry.apply(geo.pixel_to_map, px)
+    xs, ys = warp_transform(scene.crs, CRS.from_epsg(32617), src[:, 0], src[:, 1])
+    np.testing.assert_allclose(geometry.apply(m, px), np.column_stack([xs, ys]), atol=1.0)
+
+
+def test_nodata_pixels_carry_no_keypoints(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 128)
+    data = data.copy()
+    data[:, :, :64] = 0
+    path = write_tif(tmp_path / "nd.tif", data, t, scene.crs, nodata=0)
+    with raster.open_raster(path) as ds:
+        img = raster.read_target(ds, [1, 2, 3], 2048)
+    assert not img.valid[:, : 64 + raster.NODATA_BORDER_PX].any()
+    assert img.valid[:, 64 + raster.NODATA_BORDER_PX + 1 :].all()
