@@ -38,8 +38,12 @@ class Pair:
     crs: CRS
 
     @property
+    def group(self) -> str:
+        return f"{self.target_season}->{self.reference_season}"
+
+    @property
     def name(self) -> str:
-        return f"{self.tile}/{Path(self.file).stem}:{self.target_season}->{self.reference_season}"
+        return f"{self.tile}/{Path(self.file).stem}:{self.group}"
 
 
 @dataclass
@@ -48,20 +52,24 @@ class Case:
 
     Attributes:
         name: unique, stable name.
-        target, reference: GeoTIFFs to align.
-        truth: (3, 3) true target raster pixel -> reference map transform.
+        target, reference: rasters to align.
+        truth: (3, 3) true target raster pixel -> reference map transform, or
+            None for a real pair without known truth (scored by the gate only).
         width, height: target size.
+        metres_per_px: ground size of a target pixel.
         valid: optional (H, W) bool, target pixels that hold data (for check points).
+        group: cases summarised together, e.g. the season pair ``winter->summer``.
     """
 
     name: str
     target: Path
     reference: Path
-    truth: np.ndarray
+    truth: np.ndarray | None
     width: int
     height: int
     metres_per_px: float
     valid: np.ndarray | None = None
+    group: str = "pairs"
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,41 @@ class WarpSpec:
             centre = (width / 2, height / 2)
             m = m @ geometry.translation(*centre) @ p @ geometry.translation(-centre[0], -centre[1])
         return m
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """How to build cases from an s2-seasons folder.
+
+    Attributes:
+        kind: 'warp' (pixels moved by a random known transform) or 'shift'
+            (pixels untouched, geotransform offset).
+        seasons: (target, reference) season pairs.
+        tiles: tiles to use; None for all.
+        seed: random seed of the misregistrations.
+        limit: use only the first pairs.
+        warp: ranges of the 'warp' misregistration.
+        max_shift_m: largest offset per axis of the 'shift' case, metres.
+    """
+
+    kind: str = "warp"
+    seasons: tuple[tuple[str, str], ...] = (("winter", "summer"),)
+    tiles: tuple[str, ...] | None = None
+    seed: int = 0
+    limit: int | None = None
+    warp: WarpSpec = WarpSpec()
+    max_shift_m: float = 300.0
+
+
+def build_cases(pairs: str | Path, workdir: Path, spec: CaseSpec = CaseSpec()) -> list[Case]:
+    """Cases from an s2-seasons folder (built as ``spec`` says) or a pairs CSV (used as listed)."""
+    pairs = Path(pairs)
+    if pairs.is_file():
+        return csv_cases(pairs)[: spec.limit]
+    found = s2_seasons_pairs(pairs, list(spec.seasons), spec.tiles)[: spec.limit]
+    if spec.kind == "shift":
+        return [make_shift_case(p, workdir, spec.max_shift_m, spec.seed) for p in found]
+    return [make_warp_case(p, workdir, spec.warp, spec.seed) for p in found]
 
 
 def s2_seasons_pairs(
@@ -173,7 +216,7 @@ def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed:
     tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_warped.tif"), warped, pair.geotransform, pair.crs, valid)
     ref_path = reference_geotiff(pair, workdir)
     truth = geometry.to_matrix(pair.geotransform) @ np.linalg.inv(warp)
-    return Case(pair.name, tgt_path, ref_path, truth, w, h, abs(pair.geotransform.a), valid)
+    return Case(pair.name, tgt_path, ref_path, truth, w, h, abs(pair.geotransform.a), valid, pair.group)
 
 
 def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed: int = 0) -> Case:
@@ -185,7 +228,7 @@ def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed:
     stem = workdir / pair.tile / Path(pair.file).stem
     tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_shifted.tif"), target, wrong, pair.crs)
     return Case(pair.name, tgt_path, reference_geotiff(pair, workdir), geometry.to_matrix(pair.geotransform),
-                w, h, abs(pair.geotransform.a))
+                w, h, abs(pair.geotransform.a), group=pair.group)
 
 
 def reference_geotiff(pair: Pair, workdir: Path) -> Path:
@@ -193,3 +236,42 @@ def reference_geotiff(pair: Pair, workdir: Path) -> Path:
     if not path.exists():
         write_geotiff(path, _read_png(pair.reference_png), pair.geotransform, pair.crs)
     return path
+
+
+#: Columns of a pairs CSV; ``a`` to ``f`` (optional) are the true target
+#: pixel -> reference map affine in rasterio order (x = a*col + b*row + c, y = d*col + e*row + f).
+CSV_COLUMNS = ("target", "reference", "a", "b", "c", "d", "e", "f")
+
+
+def csv_cases(path: str | Path) -> list[Case]:
+    """Cases listed in a CSV with columns target, reference and optionally a-f (the truth).
+
+    Relative paths are taken relative to the CSV's folder.
+    """
+    import csv
+
+    from georef.raster import metres_per_unit, open_raster
+
+    path = Path(path)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"target", "reference"} <= set(rows[0]):
+        raise RasterReadError("needs the columns target and reference", path)
+    cases = []
+    for i, row in enumerate(rows, start=2):
+        target, reference = (path.parent / row["target"]), (path.parent / row["reference"])
+        truth = None
+        if all(row.get(k) not in (None, "") for k in "abcdef"):
+            try:
+                truth = geometry.to_matrix(Affine(*(float(row[k]) for k in "abcdef")))
+            except ValueError:
+                raise RasterReadError(f"line {i}: the truth a-f must be numbers", path) from None
+        with open_raster(target) as ds:
+            width, height = ds.width, ds.height
+            own = np.sqrt(abs(ds.transform.determinant))
+        with open_raster(reference) as ref:
+            unit = metres_per_unit(ref.crs) if ref.crs else 1.0
+        size = (np.sqrt(abs(np.linalg.det(truth[:2, :2]))) if truth is not None else own) * unit
+        name = f"{i - 1}:{Path(row['target']).stem}->{Path(row['reference']).stem}"  # row number keeps it unique
+        cases.append(Case(name, target, reference, truth, width, height, float(size)))
+    return cases

@@ -1,4 +1,4 @@
-"""Running cases through matchers and writing per-case rows and summaries."""
+"""Running cases through matchers and models, and writing per-case rows and summaries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +23,53 @@ from georef.matchers import create_matcher
 log = logging.getLogger(__name__)
 
 FIELDS = [
-    "case", "matcher", "model", "status", "error_px", "error_m", "checkpoint_rmse_px",
-    "matches", "inliers", "inlier_ratio", "rmse_px", "coverage", "accepted",
-    "read_s", "match_s", "fit_s", "write_s", "total_s",
+    "case", "group", "matcher", "model", "threshold", "status", "error_px", "error_m", "checkpoint_rmse_px",
+    "matches", "inliers", "support", "inlier_ratio", "rmse_px", "coverage", "accepted",
+    "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s",
 ]
 
 
-def run_case(case: Case, options: AlignOptions, workdir: Path) -> dict:
-    """Align one case through :func:`georef.align.align_file` and score the written output."""
-    out = workdir / "outputs" / options.matcher / f"{case.name.replace('/', '_').replace(':', '_')}.tif"
-    row = {"case": case.name, "matcher": options.matcher, "model": options.model}
+@dataclass(frozen=True)
+class Setting:
+    """One configuration under test."""
+
+    matcher: str
+    model: str
+    threshold: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.matcher, self.model, f"{self.threshold:g}"
+
+
+def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
+    """The summary key of a setting and group, e.g. ``xfeat/affine/2 winter->summer``."""
+    return f"{matcher}/{model}/{threshold} {group}"
+
+
+def _paths(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> tuple[Path, Path]:
+    folder = f"{matcher}_{model}_{threshold:g}"
+    stem = "".join(ch if ch.isalnum() else "_" for ch in case_name)
+    return out_dir / "outputs" / folder / f"{stem}.tif", out_dir / "reports" / folder / f"{stem}.json"
+
+
+def report_path(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> Path:
+    """Where a case's JSON report (with its tie points) is written."""
+    return _paths(out_dir, matcher, model, threshold, case_name)[1]
+
+
+def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
+    """Align one case through :func:`georef.align.align_file` and score the written output.
+
+    The output GeoTIFF and the JSON report land under ``out_dir``; a refused case is
+    scored on the transform it would have written.
+    """
+    out, report = _paths(out_dir, options.matcher, options.model, options.threshold_px, case.name)
+    row = {"case": case.name, "group": case.group, "matcher": options.matcher, "model": options.model,
+           "threshold": f"{options.threshold_px:g}"}
     start = time.perf_counter()
     try:
-        alignment = align_file(case.target, case.reference, out, options, overwrite=True)
+        alignment = align_file(case.target, case.reference, out, options, report=report, overwrite=True)
         with rasterio.open(out) as ds:  # score what was written, not what was meant
             estimate = geometry.to_matrix(ds.transform)
         status = "ok"
@@ -43,28 +77,31 @@ def run_case(case: Case, options: AlignOptions, workdir: Path) -> dict:
         alignment, status = exc.alignment, "refused"
         estimate = alignment.geotransform
     except MatchingError:
-        total = time.perf_counter() - start
-        return {**row, "status": "no-fit", "error_px": float("nan"), "error_m": float("nan"),
-                "checkpoint_rmse_px": float("nan"), "matches": 0, "inliers": 0, "inlier_ratio": 0.0,
-                "accepted": False, "total_s": total}
+        return {**row, "status": "no-fit", "error_px": float("inf") if case.truth is not None else float("nan"),
+                "matches": 0, "inliers": 0, "support": 0, "inlier_ratio": 0.0, "accepted": False,
+                "total_s": time.perf_counter() - start}
     total = time.perf_counter() - start
-    err_m = corner_error(estimate, case.truth, case.width, case.height)
-    q = alignment.quality
-    t = alignment.timings
+    q, t = alignment.quality, alignment.timings
+    scores = {}
+    if case.truth is not None:
+        err_m = corner_error(estimate, case.truth, case.width, case.height)
+        scores = {
+            "error_px": err_m / case.metres_per_px,
+            "error_m": err_m,
+            "checkpoint_rmse_px": check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
+            / case.metres_per_px,
+        }
     return {
-        **row,
+        **row, **scores,
         "status": status,
-        "error_px": err_m / case.metres_per_px,
-        "error_m": err_m,
-        "checkpoint_rmse_px": check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
-        / case.metres_per_px,
         "matches": q.matches,
         "inliers": q.inliers,
+        "support": q.support,
         "inlier_ratio": q.inliers / max(q.matches, 1),
         "rmse_px": q.rmse_px,
         "coverage": q.coverage,
         "accepted": q.passed,
-        "read_s": t.get("read"), "match_s": t.get("match"), "fit_s": t.get("fit"), "write_s": t.get("write"),
+        **{f"{stage}_s": t.get(stage) for stage in ("read", "match", "fit", "refine", "write")},
         "total_s": total,
     }
 
@@ -73,44 +110,70 @@ def run_benchmark(
     cases: list[Case],
     matchers: list[str],
     out_dir: str | Path,
+    models: list[str] = ("affine",),
+    thresholds: list[float] = (),
     options: AlignOptions | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run every case through every matcher; write ``cases.csv`` and ``summary.json``.
+    """Run every case through every matcher and model; optionally sweep the RANSAC threshold.
 
-    Rows already in ``cases.csv`` are kept and not run again, so an interrupted run resumes.
+    Writes ``cases.csv`` (one row per case and setting) and ``summary.json``. Rows
+    already in ``cases.csv`` are kept and not run again, so an interrupted run resumes.
+
+    Args:
+        cases: the cases.
+        matchers, models: settings compared side by side, at the default threshold.
+        out_dir: output folder.
+        thresholds: extra RANSAC thresholds (px) run for every matcher with the first model.
+        options: base alignment options.
+        progress: show a progress bar.
 
     Returns:
-        The summary per matcher.
+        The summary: ``{"settings": {"matcher/model/threshold group": {...}}}``, one
+        entry per setting and group of cases (e.g. season pair).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    base = options or AlignOptions()
+    settings = [Setting(m, model, base.threshold_px) for m in matchers for model in models]
+    settings += [Setting(m, models[0], t) for m in matchers for t in thresholds if t != base.threshold_px]
     csv_path = out_dir / "cases.csv"
     rows = _read_rows(csv_path)
-    done = {(r["case"], r["matcher"], r["model"]) for r in rows}
-    base = options or AlignOptions()
+    done = {(r["case"], r["matcher"], r["model"], r["threshold"]) for r in rows}
+    todo = [(s, c) for s in settings for c in cases if (c.name, *s.key) not in done]
     new_file = not csv_path.exists()
     with open(csv_path, "a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         if new_file:
             writer.writeheader()
-        for matcher in matchers:
-            opts = replace(base, matcher=matcher)
-            create_matcher(matcher, opts.weights)  # load weights before timing
-            todo = [c for c in cases if (c.name, matcher, opts.model) not in done]
-            for case in tqdm(todo, desc=matcher, disable=not progress, unit="pair"):
-                row = run_case(case, opts, out_dir)
-                writer.writerow(row)
-                f.flush()
-                rows.append(row)
-    summary = {}
-    for matcher in matchers:
-        mine = [r for r in rows if r["matcher"] == matcher and r["model"] == base.model]
-        summary[matcher] = summarise(
-            np.array([float(r["error_px"]) for r in mine]),
-            np.array([str(r["accepted"]) == "True" for r in mine]),
-            np.array([float(r["total_s"]) for r in mine]),
+        loaded = set()
+        for setting, case in tqdm(todo, desc="benchmark", disable=not progress, unit="case"):
+            if setting.matcher not in loaded:
+                create_matcher(setting.matcher, base.weights)  # load weights before timing
+                loaded.add(setting.matcher)
+            opts = replace(base, matcher=setting.matcher, model=setting.model, threshold_px=setting.threshold)
+            row = run_case(case, opts, out_dir)
+            writer.writerow(row)
+            f.flush()
+            rows.append({k: str(v) for k, v in row.items()})
+    names = {c.name for c in cases}
+    summary = {"settings": {}}
+    for s, group in ((s, g) for s in settings for g in sorted({c.group for c in cases})):
+        mine = [r for r in rows if (r["matcher"], r["model"], r["threshold"]) == s.key and r["case"] in names
+                and r["group"] == group]
+        scored = [r for r in mine if r.get("error_px") not in (None, "", "nan")]
+        entry = summarise(
+            np.array([float(r["error_px"]) for r in scored]),
+            np.array([r["accepted"] == "True" for r in scored]),
+            np.array([float(r["total_s"]) for r in scored]),
         )
+        entry.update(
+            matcher=s.matcher, model=s.model, threshold=s.threshold, group=group,
+            cases_without_truth=len(mine) - len(scored),
+            median_inliers=float(np.median([float(r["inliers"]) for r in mine])) if mine else 0.0,
+            median_inlier_ratio=float(np.median([float(r["inlier_ratio"]) for r in mine])) if mine else 0.0,
+        )
+        summary["settings"][row_key(s.matcher, s.model, s.key[2], group)] = entry
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -120,3 +183,31 @@ def _read_rows(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_rows(out_dir: str | Path) -> list[dict]:
+    """The rows of a benchmark folder's ``cases.csv``."""
+    return _read_rows(Path(out_dir) / "cases.csv")
+
+
+def benchmark(
+    pairs: str | Path,
+    out_dir: str | Path,
+    spec=None,
+    matchers: list[str] = ("xfeat",),
+    models: list[str] = ("affine",),
+    thresholds: list[float] = (),
+    options: AlignOptions | None = None,
+    command: str = "",
+    show: list[str] | None = None,
+) -> dict:
+    """Build the cases, run them, and write ``cases.csv``, ``summary.json``, plots and ``report.md``."""
+    from georef.benchmark.cases import CaseSpec, build_cases
+    from georef.benchmark.report import write_report
+
+    out_dir = Path(out_dir)
+    options = options or AlignOptions()
+    cases = build_cases(pairs, out_dir / "cases", spec or CaseSpec())
+    summary = run_benchmark(cases, list(matchers), out_dir, list(models), list(thresholds), options)
+    write_report(summary, read_rows(out_dir), cases, out_dir, command, show, options.threshold_px)
+    return summary

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from georef.align import AlignOptions
-from georef.cli import options
+from georef.fitting import MODELS
+from georef.matchers import MATCHERS
+
+
+def _names(allowed):
+    def parse(ctx, param, value):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not one of {', '.join(allowed)}")
+        return names
+    return parse
+
+
+def _floats(ctx, param, value):
+    try:
+        return [float(v) for v in value.split(",") if v.strip()] if value else []
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
 
 
 def _seasons(ctx, param, value):
@@ -21,36 +40,47 @@ def _seasons(ctx, param, value):
 
 
 @click.command()
-@click.argument("pairs", type=click.Path(exists=True, file_okay=False))
-@click.option("--matchers", default="xfeat", show_default=True, help="Comma-separated matcher names.")
-@options.model
+@click.argument("pairs", type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--matchers", default="xfeat", show_default=True, callback=_names(MATCHERS),
+              help="Comma-separated matchers, compared side by side.")
+@click.option("--models", default="affine", show_default=True, callback=_names(MODELS),
+              help="Comma-separated transform models, compared side by side.")
+@click.option("--thresholds", callback=_floats, help="RANSAC thresholds (px) to sweep, e.g. 1,3,5,10.")
 @click.option("--seasons", callback=_seasons, default="winter:summer", show_default=True,
-              help="Comma-separated TARGET:REFERENCE season pairs.")
+              help="Comma-separated TARGET:REFERENCE season pairs (s2-seasons folders).")
 @click.option("--tiles", help="Comma-separated tiles [default: all].")
 @click.option("--case", "case_kind", type=click.Choice(["warp", "shift"]), default="warp", show_default=True,
-              help="warp: target pixels moved by a random known affine; shift: geotransform offset only.")
+              help="warp: target pixels moved by a random known transform; shift: geotransform offset only.")
+@click.option("--max-shift-px", default=40.0, show_default=True, help="warp: largest shift per axis.")
+@click.option("--max-rotation", default=2.0, show_default=True, help="warp: largest rotation, degrees.")
+@click.option("--max-scale", default=0.02, show_default=True, help="warp: largest relative scale change.")
+@click.option("--perspective", default=0.0, show_default=True, help="warp: largest projective term, per pixel.")
+@click.option("--max-shift-m", default=300.0, show_default=True, help="shift: largest offset per axis, metres.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-def benchmark(pairs, matchers, model, seasons, tiles, case_kind, seed, limit, out_dir):
-    """Align the cases built from the s2-seasons folder PAIRS and measure the true error."""
-    from georef.benchmark.cases import make_shift_case, make_warp_case, s2_seasons_pairs
-    from georef.benchmark.run import run_benchmark
-    from georef.matchers import MATCHERS
+@click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
+def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
+              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show):
+    """Align the cases of PAIRS and measure their true error.
 
-    names = [m.strip() for m in matchers.split(",") if m.strip()]
-    unknown = [m for m in names if m not in MATCHERS]
-    if unknown:
-        raise click.BadParameter(f"unknown matcher {unknown[0]!r}; choose from {', '.join(MATCHERS)}",
-                                 param_hint="--matchers")
-    found = s2_seasons_pairs(pairs, seasons, tiles.split(",") if tiles else None)[:limit]
-    workdir = Path(out_dir) / "cases"
-    make = make_warp_case if case_kind == "warp" else make_shift_case
-    cases = [make(p, workdir, seed=seed) for p in found]
-    summary = run_benchmark(cases, names, out_dir, AlignOptions(model=model, seed=seed))
-    for name, s in summary.items():
+    PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
+    with columns target, reference and optionally a-f, the true target pixel ->
+    reference map affine (rasterio order).
+    """
+    from georef.benchmark.cases import CaseSpec, WarpSpec
+    from georef.benchmark.run import benchmark as run
+
+    spec = CaseSpec(
+        kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
+        warp=WarpSpec(max_shift_px, max_rotation, max_scale, perspective), max_shift_m=max_shift_m,
+    )
+    summary = run(pairs, out_dir, spec, matchers, models, thresholds, AlignOptions(seed=seed),
+                  command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None)
+    for key, s in summary["settings"].items():
         click.echo(
-            f"{name}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
+            f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
             f"median {s['median_px']:.2f} px, p90 {s['p90_px']:.2f} px, "
             f"wrong but accepted {s['wrong_but_accepted']}, median {s['median_s']:.2f} s/pair"
         )
+    click.echo(f"report: {Path(out_dir) / 'report.md'}")

@@ -1,4 +1,3 @@
-import csv
 import json
 
 import numpy as np
@@ -69,24 +68,3 @@ def test_identity_case_scores_below_a_tenth_of_a_pixel(tmp_path):
 
     result = estimate_alignment(case.target, case.reference)
     assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.1
-
-
-@requires_s2_seasons
-def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
-    from click.testing import CliRunner
-
-    from georef.cli.main import cli
-
-    out = tmp_path / "bench"
-    args = ["benchmark", str(S2_SEASONS), "--matchers", "xfeat,sift", "--limit", "2", "--out", str(out)]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(out / "cases.csv")))
-    assert len(rows) == 4 and {r["matcher"] for r in rows} == {"xfeat", "sift"}
-    xfeat = [r for r in rows if r["matcher"] == "xfeat"]
-    assert all(0 <= float(r["error_px"]) < 5 for r in xfeat)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["xfeat"]["cases"] == 2 and 0 <= summary["xfeat"]["within_3px"] <= 1
-    # a second run resumes: nothing is run again
-    again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0 and len(list(csv.DictReader(open(out / "cases.csv")))) == 4

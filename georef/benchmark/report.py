@@ -1,0 +1,192 @@
+"""The benchmark's Markdown report and plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from georef import geometry
+from georef.benchmark.cases import Case
+from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX
+
+CDF_MAX_PX = 10.0
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rows_of(rows: list[dict], key: str) -> list[dict]:
+    from georef.benchmark.run import row_key
+
+    return [r for r in rows if row_key(r["matcher"], r["model"], r["threshold"], r["group"]) == key]
+
+
+def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
+    """Cumulative share of cases below each error, one line per setting."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    grid = np.linspace(0, CDF_MAX_PX, 400)
+    for key in keys:
+        errors = np.array([float(r["error_px"]) for r in _rows_of(rows, key) if r.get("error_px") not in ("", None, "nan")])
+        if len(errors):
+            ax.plot(grid, [(errors < g).mean() for g in grid], label=key)
+    ax.set(xlabel="error at the target's corners, px", ylabel="share of cases", xlim=(0, CDF_MAX_PX), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(summary: dict, path: Path) -> Path:
+    """Inliers, inlier ratio and true error against the RANSAC threshold, per matcher."""
+    plt = _pyplot()
+    entries = list(summary["settings"].values())
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), dpi=110)
+    lines = sorted({(e["matcher"], e["model"], e["group"]) for e in entries})
+    for i, line in enumerate(lines):
+        mine = sorted((e for e in entries if (e["matcher"], e["model"], e["group"]) == line), key=lambda e: e["threshold"])
+        if len(mine) < 2:
+            continue
+        t, colour, label = [e["threshold"] for e in mine], f"C{i % 10}", f"{line[0]} {line[2]}"
+        axes[0].plot(t, [e["median_inliers"] for e in mine], "o-", color=colour, label=label)
+        axes[1].plot(t, [e["median_inlier_ratio"] for e in mine], "o-", color=colour, label=label)
+        axes[2].plot(t, [e["within_1px"] for e in mine], "o-", color=colour, label=f"{label} < 1 px")
+        axes[2].plot(t, [e["within_3px"] for e in mine], "s--", color=colour, label=f"{label} < 3 px")
+    for ax, title in zip(axes, ("median inliers", "median inlier ratio", "share of cases (true error)")):
+        ax.set(xlabel="RANSAC threshold, px", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _stretched(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB (or grey) view of a raster in [0, 1] and its pixel -> map transform."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        bands = ds.read(list(ds.indexes)[:3]).astype(np.float32)
+        valid = ds.dataset_mask() > 0
+        transform = geometry.to_matrix(ds.transform)
+    out = np.zeros_like(bands)
+    for i, b in enumerate(bands):
+        lo, hi = np.percentile(b[valid], (2, 98)) if valid.any() else (0, 1)
+        out[i] = np.clip((b - lo) / max(hi - lo, 1e-6), 0, 1)
+    return np.moveaxis(out, 0, -1).squeeze(), transform
+
+
+def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_lines: int = 150) -> Path:
+    """Target | reference per case, inlier tie points joined by lines coloured by residual."""
+    plt = _pyplot()
+    n = len(cases)
+    cols = min(2, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 3.7 * rows), dpi=100, squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.9, top=0.95, bottom=0.02, wspace=0.03, hspace=0.12)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, case, report in zip(axes.ravel(), cases, report_paths):
+        data = json.loads(report.read_text())
+        tp = data["alignment"]["tie_points"]
+        inl = np.asarray(tp["inlier"], bool)
+        src = np.asarray(tp["target_px"]).reshape(-1, 2)[inl]
+        map_xy = np.asarray(tp["map_xy"]).reshape(-1, 2)[inl]
+        residual = np.asarray(tp["residual_px"])[inl]
+        tgt, _ = _stretched(case.target)
+        ref, ref_transform = _stretched(case.reference)
+        dst = geometry.apply(np.linalg.inv(ref_transform), map_xy)
+        gap = 10
+        h = max(tgt.shape[0], ref.shape[0])
+        canvas = np.ones((h, tgt.shape[1] + gap + ref.shape[1], 3), np.float32)
+        canvas[: tgt.shape[0], : tgt.shape[1]] = tgt[..., None] if tgt.ndim == 2 else tgt
+        canvas[: ref.shape[0], tgt.shape[1] + gap :] = ref[..., None] if ref.ndim == 2 else ref
+        ax.imshow(canvas)
+        pick = np.random.default_rng(0).permutation(len(src))[:max_lines]
+        colours = plt.cm.viridis(np.clip(residual[pick] / 2.0, 0, 1))
+        for (x0, y0), (x1, y1), c in zip(src[pick] - 0.5, dst[pick] - 0.5, colours):
+            ax.plot([x0, x1 + tgt.shape[1] + gap], [y0, y1], color=c, lw=0.4, alpha=0.8)
+        ax.set_title(f"{case.name}  {data['matcher']}: {data['inliers']} inliers, RMSE {data['rmse_px']:.2f} px",
+                     fontsize=8)
+    sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 2.0))
+    fig.colorbar(sm, cax=fig.add_axes([0.92, 0.2, 0.015, 0.6]), label="residual, px")
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_markdown(summary: dict, path: Path, command: str, images: list[str]) -> Path:
+    """The report: one table per season of settings, the threshold sweep, the plots."""
+    entries = summary["settings"]
+    head = ["setting", "cases"] + [f"< {t:g} px" for t in THRESHOLDS_PX] + [
+        "median px", "p90 px", f"AUC@{CDF_MAX_PX:g}px", "accepted", f"**wrong but accepted** (> {WRONG_PX:g} px)",
+        "median inliers", "inlier ratio", "s/pair"]
+    lines = [
+        "# georef benchmark",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Error: mean distance between the output's and the truth's map positions of the target's four corners, "
+        "in target pixels. *Wrong but accepted*: cases that pass the quality gate with a larger error than "
+        f"{WRONG_PX:g} px - a tool that is wrong and confident is worse than one that refuses.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for key, e in entries.items():
+        cells = [key, str(e["cases"])] + [f"{e[f'within_{t:g}px']:.0%}" for t in THRESHOLDS_PX] + [
+            f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", f"{e[f'auc_{CDF_MAX_PX:g}px']:.3f}",
+            f"{e['accepted']}", f"**{e['wrong_but_accepted']}**", f"{e['median_inliers']:.0f}",
+            f"{e['median_inlier_ratio']:.2f}", f"{e['median_s']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *[f"![{name}]({name})" for name in images], ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Path, command: str,
+                 show: list[str] | None = None, default_threshold: float | None = None) -> Path:
+    """Plots (error CDF, threshold sweep, match views) and ``report.md`` in ``out_dir``.
+
+    Args:
+        summary, rows: what :func:`georef.benchmark.run.run_benchmark` produced.
+        cases: the cases, for the match views.
+        out_dir: the benchmark's folder.
+        command: the command line, quoted in the report.
+        show: case names to draw; default the two worst and two best of the first setting.
+        default_threshold: the settings at this threshold make the CDF; others form the sweep.
+    """
+    from georef.benchmark.run import report_path
+
+    settings = summary["settings"]
+    main = [k for k, e in settings.items() if default_threshold is None or e["threshold"] == default_threshold]
+    images = [plot_cdf(rows, main, out_dir / "cdf.png").name]
+    if len({e["threshold"] for e in settings.values()}) > 1:
+        images.append(plot_sweep(summary, out_dir / "sweep.png").name)
+    first = _rows_of(rows, main[0]) if main else []
+    if show is None:
+        scored = sorted((r for r in first if r.get("error_px") not in ("", None, "nan")),
+                        key=lambda r: float(r["error_px"]))
+        show = [r["case"] for r in scored[-2:][::-1] + scored[:2]]
+    by_name = {c.name: c for c in cases}
+    views = []
+    for r in first:
+        if r["case"] in show and r["case"] in by_name:
+            path = report_path(out_dir, r["matcher"], r["model"], float(r["threshold"]), r["case"])
+            if path.exists():
+                views.append((by_name[r["case"]], path))
+    if views:
+        images.append(plot_matches([c for c, _ in views], [p for _, p in views], out_dir / "matches.png").name)
+    return write_markdown(summary, out_dir / "report.md", command, images)

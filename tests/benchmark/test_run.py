@@ -1,0 +1,98 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from affine import Affine
+from click.testing import CliRunner
+
+from georef import geometry
+from georef.align import AlignOptions
+from georef.benchmark import run as bench_run
+from georef.benchmark.cases import CaseSpec, build_cases, csv_cases
+from georef.cli.main import cli
+from georef.matchers.base import Matcher, Matches
+
+from conftest import S2_SEASONS, requires_s2_seasons, write_tif
+
+
+class ExactMatcher(Matcher):
+    """Returns correspondences computed from the truth: scores the metric, not a matcher."""
+
+    name = "exact"
+
+    def __init__(self, truth_target_to_map, chips):
+        self.truth = truth_target_to_map
+        self.chips = chips  # filled with each chip read by the pipeline
+
+    def match(self, image0, image1, valid0=None, valid1=None, prior=None, radius=8.0):
+        chip = self.chips[-1]
+        h, w = image0.shape
+        idx = geometry.grid_points(w, h, 12) - 0.5  # index coordinates of target points
+        target_px = idx + 0.5  # working image == target here (no decimation)
+        chip_px = geometry.apply(np.linalg.inv(chip.to_world) @ self.truth, target_px)
+        return Matches(idx, chip_px - 0.5, np.ones(len(idx)), len(idx), len(idx))
+
+
+@requires_s2_seasons
+def test_exact_correspondences_score_zero(tmp_path, monkeypatch):
+    case = build_cases(S2_SEASONS, tmp_path / "cases", CaseSpec(limit=1))[0]
+    from georef import raster
+
+    chips, read = [], raster.read_reference_chip
+    monkeypatch.setattr(raster, "read_reference_chip", lambda *a, **k: chips.append(read(*a, **k)) or chips[-1])
+    monkeypatch.setattr("georef.align.create_matcher", lambda *a, **k: ExactMatcher(case.truth, chips))
+    row = bench_run.run_case(case, AlignOptions(refine=False), tmp_path / "out")
+    assert row["status"] == "ok" and row["accepted"]
+    assert row["error_px"] < 1e-3 and row["checkpoint_rmse_px"] < 1e-3
+
+
+def test_csv_pairs_with_and_without_truth(tmp_path, scene):
+    data = scene.data[:, 600:900, 600:900]
+    truth = scene.transform * Affine.translation(650, 650)
+    write_tif(tmp_path / "ref.tif", scene.data[:, 500:1000, 500:1000], scene.transform * Affine.translation(500, 500),
+              scene.crs)
+    write_tif(tmp_path / "tgt.tif", data[:, 50:250, 50:250], Affine.translation(60, 40) * truth, scene.crs)
+    with open(tmp_path / "pairs.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["target", "reference", "a", "b", "c", "d", "e", "f"])
+        w.writerow(["tgt.tif", "ref.tif", *list(truth)[:6]])
+        w.writerow(["tgt.tif", "ref.tif", "", "", "", "", "", ""])
+    cases = csv_cases(tmp_path / "pairs.csv")
+    assert cases[0].truth is not None and cases[1].truth is None
+    assert cases[0].metres_per_px == pytest.approx(10) and cases[0].name != cases[1].name
+    summary = bench_run.benchmark(tmp_path / "pairs.csv", tmp_path / "out")
+    entry = summary["settings"]["xfeat/affine/2 pairs"]
+    assert entry["cases"] == 1 and entry["cases_without_truth"] == 1 and entry["within_1px"] == 1.0
+
+
+@requires_s2_seasons
+def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
+    out = tmp_path / "bench"
+    args = ["benchmark", str(S2_SEASONS), "--matchers", "xfeat,sift", "--limit", "2", "--thresholds", "1,3",
+            "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "cases.csv")))
+    assert len(rows) == 2 * 2 * 3  # cases x matchers x thresholds
+    xfeat = [r for r in rows if r["matcher"] == "xfeat" and r["threshold"] == "2"]
+    assert all(0 <= float(r["error_px"]) < 5 and 0 < float(r["inlier_ratio"]) <= 1 for r in xfeat)
+    summary = json.loads((out / "summary.json").read_text())["settings"]
+    assert set(summary) == {f"{m}/affine/{t} winter->summer" for m in ("xfeat", "sift") for t in ("1", "2", "3")}
+    assert summary["xfeat/affine/2 winter->summer"]["cases"] == 2
+    for name in ("cdf.png", "sweep.png", "matches.png", "report.md"):
+        assert (out / name).stat().st_size > 1000, name
+    assert "wrong but accepted" in (out / "report.md").read_text()
+    # a second run resumes: nothing is run again
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and len(list(csv.DictReader(open(out / "cases.csv")))) == 12
+
+
+def test_bad_matcher_name_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["benchmark", str(tmp_path), "--matchers", "xfeat,nope", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_folder_without_manifest_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["benchmark", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "manifest.json" in result.output
