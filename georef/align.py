@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from georef import geometry, raster
 from georef.errors import MatchingError, MissingGeoreference, OutputExistsError, QualityGateFailed
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
+from georef.models import WARP_MODELS, compare_models, fit_model, fit_model_robust, held_out_errors
 from georef.quality import Quality, QualityGate, assess
 from georef.refine import refine
 
@@ -33,7 +34,9 @@ class AlignOptions:
 
     Attributes:
         matcher: matcher name (see :data:`georef.matchers.MATCHERS`).
-        model: transform model (see :data:`georef.fitting.MODELS`).
+        model: transform model: one of :data:`georef.fitting.MODELS` (a 3x3 matrix),
+            or of :data:`georef.models.WARP_MODELS` (polynomial or thin-plate spline,
+            fitted to the pooled inlier tie points and carried by GCPs).
         bands: 1-based bands to read from both rasters; default true colour.
         max_shift_m: search margin around the target's footprint, in metres.
         threshold_px: inlier threshold of the robust fit, in working pixels.
@@ -107,6 +110,7 @@ class Alignment:
         quality: measures and gate verdict.
         timings: seconds per stage.
         refinement: window counts of the sub-pixel refinement; empty if it did not run.
+        model_comparison: held-out RMSE, CE90 and max (px) per model, on the inliers.
     """
 
     target: str
@@ -122,6 +126,14 @@ class Alignment:
     quality: Quality
     timings: dict[str, float] = field(default_factory=dict)
     refinement: dict[str, int] = field(default_factory=dict)
+    model_comparison: dict[str, dict] = field(default_factory=dict)
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2) target raster coordinates to reference map coordinates with the full model."""
+        if self.model in WARP_MODELS:
+            tp = self.tie_points
+            return fit_model(self.model, tp.target_px[tp.inlier], tp.map_xy[tp.inlier]).apply(points)
+        return geometry.apply(self.transform, points)
 
     @property
     def crs(self) -> CRS:
@@ -129,7 +141,7 @@ class Alignment:
 
     @property
     def geotransform(self) -> np.ndarray:
-        """(3, 3) affine part: the transform itself, or the best affine fit to a homography."""
+        """(3, 3) affine part: the transform itself, or its best affine approximation."""
         if self.model == "homography":
             return geometry.best_affine(self.transform, self.width, self.height)
         return self.transform
@@ -149,6 +161,7 @@ class Alignment:
             "quality": self.quality.to_dict(),
             "timings": self.timings,
             "refinement": self.refinement,
+            "model_comparison": self.model_comparison,
             "tie_points": self.tie_points.to_dict(),
         }
 
@@ -168,6 +181,7 @@ class Alignment:
             quality=Quality(**d["quality"]),
             timings=d.get("timings", {}),
             refinement=d.get("refinement", {}),
+            model_comparison=d.get("model_comparison", {}),
         )
 
     @classmethod
@@ -218,8 +232,10 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     log.info("%s: %d matches (%d / %d keypoints)", options.matcher, len(matches), matches.keypoints0, matches.keypoints1)
 
     start = time.perf_counter()
+    # Warp models start from a robust affine; the model itself is fitted to its inliers below.
+    base = replace(options, model="affine") if options.model in WARP_MODELS else options
     try:
-        fit, matches, support = _fit_with_guided_pass(matcher, matches, target_img, chip, options)
+        fit, matches, support = _fit_with_guided_pass(matcher, matches, target_img, chip, base)
     except MatchingError as exc:
         raise MatchingError(f"no alignment found: {exc.message}", target) from None
     src = geometry.index_to_raster(matches.points0)
@@ -229,31 +245,46 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     refinement = {}
     if options.refine:
         start = time.perf_counter()
-        refined = refine(target_img.pixels, target_img.valid, chip.pixels, chip.valid, fit.matrix, options.model)
+        refined = refine(target_img.pixels, target_img.valid, chip.pixels, chip.valid, fit.matrix, base.model)
         if refined is not None:
             fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px)
             refinement = {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
         timings["refine"] = time.perf_counter() - start
     to_target = target_img.to_world
-    transform = chip.to_world @ fit.matrix @ np.linalg.inv(to_target)
-    transform /= transform[2, 2]
     working_px = float(np.sqrt(abs(np.linalg.det(to_target[:2, :2]))))  # target pixels per working pixel
-    target_px = geometry.apply(to_target, src)
-    residual_px = fit.residuals * working_px
     metres_per_px = pixel_size * metres_per_unit / working_px
-    moved = geometry.apply(transform, geometry.corners(width, height)) - geometry.apply(footprint, geometry.corners(width, height))
+    target_px = geometry.apply(to_target, src)
+    map_xy = geometry.apply(chip.to_world, dst)
+    inliers = fit.inliers
+    if options.model in WARP_MODELS:
+        _, inliers = fit_model_robust(options.model, src, dst, fit.matrix, options.threshold_px)
+        # The pixel -> map model is refitted on those inliers: same points, map units.
+        warp = fit_model(options.model, target_px[inliers], map_xy[inliers])
+        transform = geometry.fit_affine_lstsq(target_px[inliers], map_xy[inliers])
+        residual_px = np.linalg.norm(warp.apply(target_px) - map_xy, axis=1) * metres_per_unit / metres_per_px
+        if options.model == "tps":  # it interpolates its own points: only held-out residuals say anything
+            residual_px[inliers] = held_out_errors("tps", target_px[inliers], map_xy[inliers]) * (
+                metres_per_unit / metres_per_px)
+    else:
+        transform = chip.to_world @ fit.matrix @ np.linalg.inv(to_target)
+        transform /= transform[2, 2]
+        residual_px = fit.residuals * working_px
+    corners = geometry.corners(width, height)
+    moved = geometry.apply(transform, corners) - geometry.apply(footprint, corners)
     shift_m = float(np.linalg.norm(moved, axis=1).max()) * metres_per_unit
     scale_change = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(footprint[:2, :2])))) - 1
     quality = assess(
-        residual_px, fit.inliers, support, target_px, width, height, metres_per_px,
+        residual_px, inliers, support, target_px, width, height, metres_per_px,
         shift_m, scale_change, options.max_shift_m, options.gate,
     )
+    unit_per_px = metres_per_px / metres_per_unit
+    comparison = compare_models(_subset(target_px[inliers]), _subset(map_xy[inliers]), COMPARED_MODELS, unit_per_px)
 
     tie_points = TiePoints(
         target_px=target_px,
-        map_xy=geometry.apply(chip.to_world, dst),
+        map_xy=map_xy,
         residual_px=residual_px,
-        inlier=fit.inliers,
+        inlier=inliers,
         confidence=matches.confidence,
     )
     return Alignment(
@@ -270,7 +301,19 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         quality=quality,
         timings=timings,
         refinement=refinement,
+        model_comparison=comparison,
     )
+
+
+#: Models compared by held-out residuals in every report.
+COMPARED_MODELS = ("shift", "similarity", "affine", "homography", "poly2", "poly3", "tps")
+
+
+def _subset(points: np.ndarray, limit: int = 800) -> np.ndarray:
+    """At most ``limit`` points, the same ones for equal-length inputs: keeps the TPS comparison cheap."""
+    if len(points) <= limit:
+        return points
+    return points[np.random.default_rng(0).choice(len(points), limit, replace=False)]
 
 
 def _fit_with_guided_pass(matcher, matches, target_img, chip, options: AlignOptions):
@@ -311,6 +354,9 @@ def align_file(
     report: str | Path | None = None,
     overwrite: bool = False,
     force: bool = False,
+    warp: bool = False,
+    resampling: str = "cubic",
+    target_res: float | None = None,
 ) -> Alignment:
     """Estimate an alignment, apply the quality gate, write the output and the report.
 
@@ -322,13 +368,19 @@ def align_file(
         report: JSON report to write (also when the gate fails).
         overwrite: replace an existing output.
         force: write the output even if the gate fails (the report says so).
+        warp: write a resampled Cloud-Optimized GeoTIFF on the reference grid
+            instead of the target's pixels with a new georeference.
+        resampling: GDAL resampling method of the warp.
+        target_res: pixel size of the warped output; default the reference's.
 
     Raises:
         QualityGateFailed: the result failed the gate and ``force`` is off; the
             report is written, the output is not.
     """
+    from rasterio.enums import Resampling
+
     from georef.report import write_report
-    from georef.write import write_aligned
+    from georef.write import write_aligned, write_warped
 
     for path in (output, report):
         if path is not None and Path(path).exists() and not overwrite:
@@ -337,7 +389,10 @@ def align_file(
     written = False
     if output is not None and (alignment.quality.passed or force):
         start = time.perf_counter()
-        write_aligned(target, output, alignment, gcps=gcps)
+        if warp:
+            write_warped(target, output, alignment, Resampling[resampling], target_res)
+        else:
+            write_aligned(target, output, alignment, gcps=gcps)
         alignment.timings["write"] = time.perf_counter() - start
         written = True
     if report is not None:

@@ -12,18 +12,25 @@ from typing import Iterator
 
 import numpy as np
 import rasterio
+import rasterio.shutil
+from affine import Affine
 from rasterio.control import GroundControlPoint
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
 from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from georef import geometry
 from georef.align import Alignment
+from georef.models import POLYNOMIAL_ORDERS, WARP_MODELS
 from georef.raster import open_raster
 
 log = logging.getLogger(__name__)
 
 _ROWS_PER_CHUNK = 1024
+#: GCPs written for a polynomial or spline model when the user names no number.
+DEFAULT_MODEL_GCPS = 64
 
 
 @contextmanager
@@ -57,13 +64,14 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
 
     A GCP's map position is the fitted model's, not the single match's: GDAL
     refits a polynomial to the GCPs, and the model already averages all inliers.
+    So the GCPs carry the full model (homography, polynomial or spline).
     The match's own residual is kept in the GCP's ``info``.
     """
     tp = alignment.tie_points
     idx = np.flatnonzero(tp.inlier)
     pts = tp.target_px[idx]
     picked = idx[select_spread(pts, n, first=int(tp.residual_px[idx].argmin()))]
-    map_xy = geometry.apply(alignment.transform, tp.target_px[picked])
+    map_xy = alignment.predict(tp.target_px[picked])
     return [
         GroundControlPoint(
             row=float(tp.target_px[i, 1]),
@@ -89,9 +97,12 @@ def write_aligned(
         target: the raster whose pixels to copy (never modified).
         output: GeoTIFF to write.
         alignment: the georeference to give it.
-        gcps: embed this many tie points as GCPs instead of a geotransform.
+        gcps: embed this many tie points as GCPs instead of a geotransform; a
+            polynomial or spline model always travels as GCPs (default 64).
     """
     output = Path(output)
+    if alignment.model in WARP_MODELS and not gcps:
+        gcps = DEFAULT_MODEL_GCPS
     with open_raster(target) as src, atomic_path(output) as tmp:
         profile = {
             "driver": "GTiff",
@@ -131,4 +142,95 @@ def write_aligned(
                 if copy_mask:
                     dst.write_mask(src.dataset_mask(window=window), window=window)
     log.info("wrote %s", output)
+    return output
+
+
+def _model_gcps(alignment: Alignment, n: int = 12) -> list[GroundControlPoint]:
+    """An n x n grid of GCPs placed by the model: lets GDAL's warper reproduce it."""
+    px = geometry.grid_points(alignment.width, alignment.height, n)
+    px = np.vstack([px, geometry.corners(alignment.width, alignment.height)])
+    xy = alignment.predict(px)
+    return [GroundControlPoint(row=float(r), col=float(c), x=float(x), y=float(y), id=str(i + 1))
+            for i, ((c, r), (x, y)) in enumerate(zip(px, xy))]
+
+
+def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[Affine, int, int]:
+    """The reference pixel grid (or one of ``resolution``, same origin) covering the aligned target."""
+    with open_raster(alignment.reference) as ref:
+        origin_x, origin_y = ref.transform.c, ref.transform.f
+        res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
+    if resolution:
+        res_x = res_y = float(resolution)
+    edge = np.linspace(0, 1, 33)[:, None]
+    w, h = alignment.width, alignment.height
+    outline = np.vstack([np.hstack([edge * w, 0 * edge]), np.hstack([w + 0 * edge, edge * h]),
+                         np.hstack([edge * w, h + 0 * edge]), np.hstack([0 * edge, edge * h])])
+    xy = alignment.predict(outline)
+    col0 = np.floor((xy[:, 0].min() - origin_x) / res_x)
+    col1 = np.ceil((xy[:, 0].max() - origin_x) / res_x)
+    row0 = np.floor((origin_y - xy[:, 1].max()) / res_y)
+    row1 = np.ceil((origin_y - xy[:, 1].min()) / res_y)
+    transform = Affine(res_x, 0, origin_x + col0 * res_x, 0, -res_y, origin_y - row0 * res_y)
+    return transform, int(col1 - col0), int(row1 - row0)
+
+
+def write_warped(
+    target: str | Path,
+    output: str | Path,
+    alignment: Alignment,
+    resampling: Resampling = Resampling.cubic,
+    resolution: float | None = None,
+) -> Path:
+    """Resample the target onto the reference grid through GDAL's warper; write a Cloud-Optimized GeoTIFF.
+
+    Affine-family models warp through the geotransform; a homography or spline
+    through GCPs with GDAL's thin-plate spline; a polynomial through GCPs of its order.
+    All bands are kept; nodata stays nodata, and without nodata a mask marks
+    the pixels outside the target.
+
+    Args:
+        target: the raster to warp (never modified).
+        output: the COG to write.
+        alignment: where the target belongs.
+        resampling: GDAL resampling method.
+        resolution: output pixel size in reference units; default the reference's.
+    """
+    output = Path(output)
+    dst_transform, width, height = output_grid(alignment, resolution)
+    with open_raster(target) as src:
+        data = src.read()
+        nodata = src.nodata
+        valid = src.dataset_mask()
+        profile = dict(driver="GTiff", width=width, height=height, count=src.count, dtype=src.dtypes[0],
+                       nodata=nodata, crs=alignment.crs, transform=dst_transform, tiled=True)
+        colorinterp, tags = src.colorinterp, src.tags()
+    georef: dict = {}
+    if alignment.model in ("shift", "similarity", "affine"):
+        georef["src_transform"] = geometry.to_affine(alignment.transform)
+    else:
+        georef["gcps"] = _model_gcps(alignment)
+        if alignment.model in POLYNOMIAL_ORDERS:
+            georef["MAX_GCP_ORDER"] = POLYNOMIAL_ORDERS[alignment.model]
+        else:
+            georef["SRC_METHOD"] = "GCP_TPS"
+    warped = np.zeros((data.shape[0], height, width), data.dtype)
+    if nodata is not None:
+        warped[:] = nodata
+    common = dict(src_crs=alignment.crs, dst_transform=dst_transform, dst_crs=alignment.crs, **georef)
+    reproject(data, warped, src_nodata=nodata, dst_nodata=nodata, resampling=resampling, **common)
+    mask = np.zeros((height, width), np.uint8)
+    reproject(valid, mask, resampling=Resampling.nearest, dst_nodata=0, src_nodata=None, **common)
+    with atomic_path(output) as tmp:
+        staging = tmp.with_name(tmp.name + ".staging.tif")
+        try:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(staging, "w", **profile) as dst:
+                dst.write(warped)
+                dst.colorinterp = colorinterp
+                dst.update_tags(**tags)
+                if nodata is None:
+                    dst.write_mask(mask)
+            rasterio.shutil.copy(staging, tmp, driver="COG", compress="deflate")
+        finally:
+            staging.unlink(missing_ok=True)
+    log.info("wrote warped COG %s (%d x %d)", output, width, height)
     return output

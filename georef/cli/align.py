@@ -31,9 +31,12 @@ from georef.report import summary
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="Refine the fit to sub-pixel precision by local phase correlation.")
 @click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
+@options.warp
+@options.target_res
+@options.resampling
 @options.overwrite
 def align(target, reference, output, report, matcher, model, bands, weights, max_shift, gcps, target_crs,
-          threshold, min_inliers, max_rmse, min_coverage, refine, force, overwrite):
+          threshold, min_inliers, max_rmse, min_coverage, refine, force, warp, target_res, resampling, overwrite):
     """Align TARGET onto the reference and write it with a corrected georeference."""
     opts = AlignOptions(
         matcher=matcher,
@@ -47,7 +50,8 @@ def align(target, reference, output, report, matcher, model, bands, weights, max
         gate=QualityGate(min_inliers, max_rmse, min_coverage),
     )
     try:
-        result = align_file(target, reference, output, opts, gcps=gcps, report=report, overwrite=overwrite, force=force)
+        result = align_file(target, reference, output, opts, gcps=gcps, report=report, overwrite=overwrite,
+                            force=force, warp=warp, resampling=resampling, target_res=target_res)
     except QualityGateFailed as exc:
         click.echo(summary(exc.alignment), err=True)
         raise

@@ -6,6 +6,7 @@ import click
 
 from georef.fitting import MODELS
 from georef.matchers import MATCHERS
+from georef.models import WARP_MODELS
 
 
 def _bands(ctx, param, value):
@@ -24,8 +25,14 @@ matcher = click.option(
     "--matcher", type=click.Choice(MATCHERS), default="xfeat", show_default=True, help="Feature matcher."
 )
 model = click.option(
-    "--model", type=click.Choice(MODELS), default="affine", show_default=True, help="Transform model."
+    "--model", type=click.Choice(MODELS + WARP_MODELS), default="affine", show_default=True,
+    help="Transform model; poly1-3 and tps travel as GCPs.",
 )
+warp = click.option("--warp", is_flag=True, help="Write a resampled Cloud-Optimized GeoTIFF on the reference grid.")
+target_res = click.option("--target-res", type=click.FloatRange(min=0, min_open=True),
+                          help="Pixel size of the --warp output [default: the reference's].")
+resampling = click.option("--resampling", type=click.Choice(["nearest", "bilinear", "cubic", "lanczos"]),
+                          default="cubic", show_default=True, help="Resampling of --warp.")
 bands = click.option("--bands", callback=_bands, help="Bands to match, 1-based, e.g. 3,2,1 [default: true colour].")
 weights = click.option(
     "--weights", type=click.Path(dir_okay=False), help="Matcher weight file [default: cached or fetched]."
