@@ -277,8 +277,8 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         residual_px, inliers, support, target_px, width, height, metres_per_px,
         shift_m, scale_change, options.max_shift_m, options.gate,
     )
-    unit_per_px = metres_per_px / metres_per_unit
-    comparison = compare_models(_subset(target_px[inliers]), _subset(map_xy[inliers]), COMPARED_MODELS, unit_per_px)
+    # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.
+    comparison = compare_models(_subset(src[inliers]), _subset(dst[inliers]), COMPARED_MODELS, 1 / working_px)
 
     tie_points = TiePoints(
         target_px=target_px,
@@ -357,6 +357,7 @@ def align_file(
     warp: bool = False,
     resampling: str = "cubic",
     target_res: float | None = None,
+    report_figures: bool = True,
 ) -> Alignment:
     """Estimate an alignment, apply the quality gate, write the output and the report.
 
@@ -372,6 +373,7 @@ def align_file(
             instead of the target's pixels with a new georeference.
         resampling: GDAL resampling method of the warp.
         target_res: pixel size of the warped output; default the reference's.
+        report_figures: write the report's plots and Markdown/HTML summary too.
 
     Raises:
         QualityGateFailed: the result failed the gate and ``force`` is off; the
@@ -396,7 +398,7 @@ def align_file(
         alignment.timings["write"] = time.perf_counter() - start
         written = True
     if report is not None:
-        write_report(report, alignment, output=output if written else None)
+        write_report(report, alignment, output=output if written else None, figures=report_figures)
     if not alignment.quality.passed and not force:
         error = QualityGateFailed(
             "alignment failed the quality gate (" + "; ".join(alignment.quality.reasons) + "); nothing written",

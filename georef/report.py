@@ -7,6 +7,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from georef.align import Alignment
 
 _PACKAGES = ("georef", "numpy", "rasterio", "torch", "kornia", "opencv-python-headless", "pyproj")
@@ -53,13 +55,123 @@ def report_dict(alignment: Alignment, output: str | Path | None = None) -> dict:
     }
 
 
-def write_report(path: str | Path, alignment: Alignment, output: str | Path | None = None) -> Path:
-    """Write the JSON report atomically."""
+def write_report(path: str | Path, alignment: Alignment, output: str | Path | None = None,
+                 figures: bool = True) -> Path:
+    """Write the JSON report atomically and, with ``figures``, beside it a Markdown and an
+    HTML summary, a residual vector plot (``*_residuals.png``) and a residual histogram
+    (``*_histogram.png``)."""
     from georef.write import atomic_path
 
+    path = Path(path)
+    data = report_dict(alignment, output)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report_dict(alignment, output), indent=1))
-    return Path(path)
+        tmp.write_text(json.dumps(data, indent=1))
+    if figures:
+        stem = path.with_suffix("")
+        images = [_plot_residuals(alignment, Path(f"{stem}_residuals.png")),
+                  _plot_histogram(alignment, Path(f"{stem}_histogram.png"))]
+        markdown = _markdown(data, alignment, [p.name for p in images])
+        for suffix, text in ((".md", markdown), (".html", _html(markdown))):
+            with atomic_path(stem.with_suffix(suffix)) as tmp:
+                tmp.write_text(text)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_residuals(alignment: Alignment, path: Path) -> Path:
+    """Residual vectors of the tie points over the target, inliers coloured by length."""
+    from georef.gcps import from_alignment
+    from georef.write import atomic_path
+
+    plt = _pyplot()
+    table = from_alignment(alignment)
+    inl = table.inlier
+    fig, ax = plt.subplots(figsize=(6, 6 * alignment.height / max(alignment.width, 1) + 0.6), dpi=110)
+    length = np.linalg.norm(table.residual_px, axis=1)
+    ax.scatter(*table.pixel[~inl].T, s=4, c="0.7", label="outliers")
+    q = ax.quiver(*table.pixel[inl].T, *table.residual_px[inl].T, length[inl], angles="xy", cmap="viridis",
+                  scale_units="xy", scale=1 / 40)
+    fig.colorbar(q, ax=ax, shrink=0.7, label="residual, px (arrows drawn 40x)")
+    ax.set(xlim=(0, alignment.width), ylim=(alignment.height, 0), aspect="equal", xlabel="column", ylabel="row",
+           title=f"{alignment.matcher}/{alignment.model}: residuals of {int(inl.sum())} inliers")
+    ax.legend(loc="lower right", fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _plot_histogram(alignment: Alignment, path: Path) -> Path:
+    from georef.write import atomic_path
+
+    plt = _pyplot()
+    tp = alignment.tie_points
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
+    ax.hist(tp.residual_px[tp.inlier], bins=40, color="C0")
+    ax.set(xlabel="inlier residual, px", ylabel="tie points", title=f"RMSE {alignment.quality.rmse_px:.2f} px")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def _markdown(data: dict, alignment: Alignment, images: list[str]) -> str:
+    q = alignment.quality
+    lines = [
+        f"# georef report: {Path(alignment.target).name}",
+        "",
+        f"- status: **{data['status']}**" + (f" ({'; '.join(q.reasons)})" if q.reasons else ""),
+        f"- reference: `{alignment.reference}`; output: `{data['output']}`",
+        f"- matcher / model: {alignment.matcher} / {alignment.model}",
+        f"- matches {q.matches}, inliers {q.inliers} ({q.support} unguided), coverage {q.coverage:.0%}",
+        f"- residual RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px ({q.max_m:.1f} m)",
+        f"- time: " + ", ".join(f"{k} {v:.2f} s" for k, v in alignment.timings.items()),
+        "",
+    ]
+    if alignment.model_comparison:
+        lines += ["## Models, held-out residuals (5-fold)", "", "| model | RMSE px | CE90 px | max px |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {m['rmse_px']:.2f} | {m['ce90_px']:.2f} | {m['max_px']:.2f} |"
+                  for name, m in alignment.model_comparison.items()]
+        lines.append("")
+    lines += [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def _html(markdown: str) -> str:
+    """A small self-contained HTML page of the Markdown summary (headings, lists, tables, images)."""
+    import html
+    import re
+
+    body = []
+    table: list[str] = []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|- "):
+                table.append("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>")
+            continue
+        if table:
+            body.append("<table border='1' cellpadding='3'>" + "".join(table) + "</table>")
+            table = []
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            text = html.escape(line[2:])
+            body.append("<li>" + re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text) + "</li>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1 : -1]
+            body.append(f"<p><img src='{html.escape(src)}'></p>")
+    return "<!doctype html><meta charset='utf-8'><title>georef report</title>\n" + "\n".join(body) + "\n"
 
 
 def summary(alignment: Alignment) -> str:

@@ -155,10 +155,18 @@ def _model_gcps(alignment: Alignment, n: int = 12) -> list[GroundControlPoint]:
 
 
 def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[Affine, int, int]:
-    """The reference pixel grid (or one of ``resolution``, same origin) covering the aligned target."""
-    with open_raster(alignment.reference) as ref:
-        origin_x, origin_y = ref.transform.c, ref.transform.f
-        res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
+    """The reference pixel grid (or one of ``resolution``, same origin) covering the aligned target.
+
+    Without a reference (GCPs applied by ``georef fit``) the grid has the fitted
+    pixel size and its origin on a multiple of it.
+    """
+    if alignment.reference:
+        with open_raster(alignment.reference) as ref:
+            origin_x, origin_y = ref.transform.c, ref.transform.f
+            res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
+    else:
+        origin_x = origin_y = 0.0
+        res_x = res_y = float(np.sqrt(abs(np.linalg.det(alignment.geotransform[:2, :2]))))
     if resolution:
         res_x = res_y = float(resolution)
     edge = np.linspace(0, 1, 33)[:, None]

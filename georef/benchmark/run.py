@@ -69,7 +69,8 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
            "threshold": f"{options.threshold_px:g}"}
     start = time.perf_counter()
     try:
-        alignment = align_file(case.target, case.reference, out, options, report=report, overwrite=True)
+        alignment = align_file(case.target, case.reference, out, options, report=report, overwrite=True,
+                               report_figures=False)
         with rasterio.open(out) as ds:  # score what was written, not what was meant
             estimate = geometry.to_matrix(ds.transform)
         status = "ok"

@@ -36,9 +36,11 @@ def cli(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from georef.cli.align import align
     from georef.cli.benchmark import benchmark
+    from georef.cli.fit import fit
+    from georef.cli.gcps import gcps
 
-    cli.add_command(align)
-    cli.add_command(benchmark)
+    for command in (align, benchmark, gcps, fit):
+        cli.add_command(command)
 
 
 _register()
