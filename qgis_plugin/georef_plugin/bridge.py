@@ -1,0 +1,113 @@
+"""The bridge to the georef core, which runs as a subprocess of its own Python.
+
+Running the core out of process avoids the numpy, Qt and attrs clashes between
+QGIS's Python and a modern scientific stack; results come back as the core's
+JSON report. Qt-free, so it is easy to test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+SETTINGS_KEY = "georef/python"
+INSTALL_HINT = (
+    "the georef core was not found: install it into a Python environment "
+    "(python3 -m venv ~/georef-env && ~/georef-env/bin/pip install torch==2.13.0 georef) and set "
+    "that environment's python in the georef plugin settings or in GEOREF_PYTHON"
+)
+
+
+class CoreError(Exception):
+    """An expected failure of the core: bad input (exit 2) or a refused alignment (exit 3)."""
+
+
+class CoreCrash(Exception):
+    """An unexpected failure of the core; carries its stderr (with the traceback)."""
+
+
+class Canceled(Exception):
+    """The user canceled the run."""
+
+
+@dataclass
+class Result:
+    """What an alignment produced."""
+
+    output: str
+    gcps: str | None
+    report: dict
+
+
+def find_python(configured: str | None = None) -> str:
+    """The Python of the georef core: the setting, ``GEOREF_PYTHON``, or a python3 on PATH that imports georef.
+
+    Raises:
+        CoreError: none found, with how to install it.
+    """
+    candidates = [configured, os.environ.get("GEOREF_PYTHON"), shutil.which("python3")]
+    for python in filter(None, candidates):
+        if Path(python).is_file() and _imports_georef(python):
+            return python
+    raise CoreError(INSTALL_HINT)
+
+
+def _imports_georef(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", "import georef"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lambda: False,
+             progress: Callable[[float], None] = lambda p: None) -> str:
+    """Run ``python -m georef ARGS``; return its stderr.
+
+    Raises:
+        Canceled: ``is_canceled()`` turned true; the core was interrupted (it
+            removes its temporary files on SIGINT, so nothing half-written stays).
+        CoreError: exit code 2 or 3, with the core's one-line reason.
+        CoreCrash: any other failure, with the core's stderr.
+    """
+    proc = subprocess.Popen([python, "-m", "georef", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    start = time.monotonic()
+    while proc.poll() is None:
+        if is_canceled():
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise Canceled("canceled")
+        progress(min(90.0, (time.monotonic() - start) * 10))  # the core reports no progress of its own
+        time.sleep(0.1)
+    _, stderr = proc.communicate()
+    if proc.returncode in (2, 3):
+        reason = [line for line in stderr.splitlines() if line.startswith("georef: error:")]
+        raise CoreError(reason[-1][len("georef: error: "):] if reason else stderr.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise CoreCrash(stderr)
+    return stderr
+
+
+def align(python: str, target: str, reference: str, output: str, matcher: str = "xfeat", model: str = "affine",
+          gcp_layer: str | None = None, is_canceled: Callable[[], bool] = lambda: False,
+          progress: Callable[[float], None] = lambda p: None) -> Result:
+    """Align ``target`` onto ``reference``; write ``output`` and, if asked, a GCP GeoPackage."""
+    with tempfile.TemporaryDirectory(prefix="georef-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        run_core(python, ["-q", "align", target, "--ref", reference, "-o", output, "--report", str(report_path),
+                          "--matcher", matcher, "--model", model, "--overwrite"], is_canceled, progress)
+        report = json.loads(report_path.read_text())
+        if gcp_layer:
+            run_core(python, ["-q", "gcps", str(report_path), "--to", gcp_layer, "--overwrite"], is_canceled)
+    return Result(output, gcp_layer, report)

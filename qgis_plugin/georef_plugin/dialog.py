@@ -1,0 +1,65 @@
+"""The "Auto-georeference" dialog."""
+
+from __future__ import annotations
+
+from qgis.core import QgsMapLayerProxyModel
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout
+
+MATCHERS = ["xfeat", "sift"]
+MODELS = ["affine", "similarity", "shift", "homography", "poly1", "poly2", "poly3", "tps"]
+
+
+class AlignDialog(QDialog):
+    """Target and reference (project layers or files), matcher, model, output, GCP layer option."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("georef: Auto-georeference")
+        form = QFormLayout(self)
+        self.target = QgsMapLayerComboBox(self)
+        self.target_file = QgsFileWidget(self)
+        self.reference = QgsMapLayerComboBox(self)
+        self.reference_file = QgsFileWidget(self)
+        for combo in (self.target, self.reference):
+            combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+            combo.setAllowEmptyLayer(True)
+        self.matcher = QComboBox(self)
+        self.matcher.addItems(MATCHERS)
+        self.model = QComboBox(self)
+        self.model.addItems(MODELS)
+        self.output = QgsFileWidget(self)
+        self.output.setStorageMode(QgsFileWidget.SaveFile)
+        self.output.setFilter("GeoTIFF (*.tif)")
+        self.add_gcps = QCheckBox("Add GCP layer (residuals as attributes)", self)
+        self.add_gcps.setChecked(True)
+        form.addRow("Target layer", self.target)
+        form.addRow("... or target file", self.target_file)
+        form.addRow("Reference layer", self.reference)
+        form.addRow("... or reference file", self.reference_file)
+        form.addRow("Matcher", self.matcher)
+        form.addRow("Transform model", self.model)
+        form.addRow("Output GeoTIFF", self.output)
+        form.addRow(self.add_gcps)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
+        buttons.button(QDialogButtonBox.Ok).setText("Run")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    @staticmethod
+    def _path(combo: QgsMapLayerComboBox, file_widget: QgsFileWidget) -> str:
+        layer = combo.currentLayer()
+        return layer.source() if layer is not None else file_widget.filePath()
+
+    def values(self) -> dict:
+        """The parameters of :func:`bridge.align` (without the python)."""
+        output = self.output.filePath()
+        return {
+            "target": self._path(self.target, self.target_file),
+            "reference": self._path(self.reference, self.reference_file),
+            "output": output,
+            "matcher": self.matcher.currentText(),
+            "model": self.model.currentText(),
+            "gcp_layer": output.rsplit(".", 1)[0] + "_gcps.gpkg" if self.add_gcps.isChecked() and output else None,
+        }

@@ -1,0 +1,161 @@
+"""The georef Processing provider: align, export GCPs, apply GCPs, benchmark."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingProvider,
+)
+
+from . import bridge
+from .dialog import MATCHERS, MODELS
+
+
+def _python() -> str:
+    from .plugin import configured_python
+
+    try:
+        return bridge.find_python(configured_python())
+    except bridge.CoreError as exc:
+        raise QgsProcessingException(str(exc)) from None
+
+
+def _run(args: list[str], feedback) -> None:
+    _call(bridge.run_core, _python(), ["-q", *args], feedback.isCanceled, feedback.setProgress, feedback=feedback)
+
+
+def _call(function, *args, feedback):
+    """Call a bridge function, turning its failures into QgsProcessingException."""
+    try:
+        return function(*args)
+    except bridge.Canceled:
+        raise QgsProcessingException("canceled") from None
+    except bridge.CoreError as exc:
+        raise QgsProcessingException(str(exc)) from None
+    except bridge.CoreCrash as exc:
+        feedback.reportError(str(exc))
+        raise QgsProcessingException("the georef core failed; see the log") from None
+
+
+class _Algorithm(QgsProcessingAlgorithm):
+    name_ = ""
+    title = ""
+    help = ""
+
+    def name(self):
+        return self.name_
+
+    def displayName(self):  # noqa: N802
+        return self.title
+
+    def shortHelpString(self):  # noqa: N802
+        return self.help
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+
+class AlignAlgorithm(_Algorithm):
+    name_, title = "align", "Auto-georeference (align to a reference)"
+    help = "Matches TARGET against REFERENCE, fits a robust transform and writes the aligned GeoTIFF and its GCPs."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("TARGET", "Target (misregistered) raster"))
+        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Georeferenced reference raster"))
+        self.addParameter(QgsProcessingParameterEnum("MATCHER", "Matcher", MATCHERS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", MODELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Aligned raster"))
+        self.addParameter(QgsProcessingParameterVectorDestination("GCPS", "GCP layer", optional=True,
+                                                                  createByDefault=False))
+        self.addOutput(QgsProcessingOutputNumber("RMSE_PX", "Residual RMSE (px)"))
+        self.addOutput(QgsProcessingOutputNumber("INLIERS", "Inliers"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        target = self.parameterAsRasterLayer(parameters, "TARGET", context).source()
+        reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context).source()
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        gcps = self.parameterAsOutputLayer(parameters, "GCPS", context) or None
+        result = _call(bridge.align, _python(), target, reference, output,
+                       MATCHERS[self.parameterAsEnum(parameters, "MATCHER", context)],
+                       MODELS[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
+                       feedback.setProgress, feedback=feedback)
+        feedback.pushInfo(f"RMSE {result.report['rmse_px']:.2f} px, {result.report['inliers']} inliers")
+        return {"OUTPUT": output, "GCPS": gcps, "RMSE_PX": result.report["rmse_px"],
+                "INLIERS": result.report["inliers"]}
+
+
+class ExportGcpsAlgorithm(_Algorithm):
+    name_, title = "exportgcps", "Export GCPs with residuals"
+    help = "Writes the tie points of a georef report (JSON) or a GeoTIFF with GCPs as a point layer or .points file."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile("SOURCE", "georef report (.json) or GeoTIFF with GCPs"))
+        self.addParameter(QgsProcessingParameterVectorDestination("OUTPUT", "GCP layer"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        _run(["gcps", self.parameterAsFile(parameters, "SOURCE", context), "--to", output, "--overwrite"], feedback)
+        return {"OUTPUT": output}
+
+
+class ApplyGcpsAlgorithm(_Algorithm):
+    name_, title = "applygcps", "Apply (edited) GCPs"
+    help = "Fits a model to the enabled GCPs of a GCP file (.points, .gpkg, .csv, ...) and writes the target with it."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile("GCPS", "GCP file"))
+        self.addParameter(QgsProcessingParameterRasterLayer("TARGET", "Target raster"))
+        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", MODELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Output raster"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        _run(["fit", self.parameterAsFile(parameters, "GCPS", context),
+              self.parameterAsRasterLayer(parameters, "TARGET", context).source(), "-o", output,
+              "--model", MODELS[self.parameterAsEnum(parameters, "MODEL", context)], "--overwrite"], feedback)
+        return {"OUTPUT": output}
+
+
+class BenchmarkAlgorithm(_Algorithm):
+    name_, title = "benchmark", "Benchmark matchers on known misregistrations"
+    help = "Runs georef benchmark on an s2-seasons folder or a pairs CSV and writes its report folder."
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterFile("PAIRS", "s2-seasons folder",
+                                                     behavior=QgsProcessingParameterFile.Folder))
+        self.addParameter(QgsProcessingParameterString("MATCHERS", "Matchers (comma-separated)", "xfeat"))
+        self.addParameter(QgsProcessingParameterString("LIMIT", "Use only the first N pairs (empty: all)", "",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Report folder"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        output = self.parameterAsString(parameters, "OUTPUT", context)
+        args = ["benchmark", self.parameterAsFile(parameters, "PAIRS", context), "--out", output,
+                "--matchers", self.parameterAsString(parameters, "MATCHERS", context)]
+        limit = self.parameterAsString(parameters, "LIMIT", context)
+        if limit:
+            args += ["--limit", limit]
+        _run(args, feedback)
+        return {"OUTPUT": output}
+
+
+class GeorefProvider(QgsProcessingProvider):
+    def id(self):
+        return "georef"
+
+    def name(self):
+        return "georef"
+
+    def loadAlgorithms(self):  # noqa: N802
+        for algorithm in (AlignAlgorithm, ExportGcpsAlgorithm, ApplyGcpsAlgorithm, BenchmarkAlgorithm):
+            self.addAlgorithm(algorithm())
