@@ -18,7 +18,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from georef import geometry, raster
-from georef.errors import MatchingError, MissingGeoreference, OutputExistsError, QualityGateFailed
+from georef.errors import MatchingError, MissingGeoreference, QualityGateFailed
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
 from georef.models import WARP_MODELS, compare_models, fit_model, fit_model_robust, held_out_errors
@@ -220,7 +220,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
             ref_ds, ref_bands, footprint, tgt_ds.width, tgt_ds.height, options.max_shift_m, pixel_size
         )
         centre = geometry.apply(footprint, [[tgt_ds.width / 2, tgt_ds.height / 2]])[0]
-        metres_per_unit = raster.metres_per_unit(ref_ds.crs, raster._latitude(ref_ds.crs, centre))
+        metres_per_unit = raster.metres_per_unit(ref_ds.crs, raster.latitude(ref_ds.crs, centre))
         width, height, crs_wkt = tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt()
     timings["read"] = time.perf_counter() - start
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
@@ -382,11 +382,9 @@ def align_file(
     from rasterio.enums import Resampling
 
     from georef.report import write_report
-    from georef.write import write_aligned, write_warped
+    from georef.write import refuse_existing, write_aligned, write_warped
 
-    for path in (output, report):
-        if path is not None and Path(path).exists() and not overwrite:
-            raise OutputExistsError("exists; use --overwrite to replace it", path)
+    refuse_existing(output, report, overwrite=overwrite)
     alignment = estimate_alignment(target, reference, options)
     written = False
     if output is not None and (alignment.quality.passed or force):

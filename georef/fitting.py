@@ -42,11 +42,12 @@ class Fit:
         return Fit(self.model, matrix, residuals < threshold, residuals)
 
 
-def _lstsq(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def least_squares(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares (3, 3) transform of a 3x3 model mapping ``src`` onto ``dst``."""
     if model == "shift":
         return geometry.translation(*(dst - src).mean(axis=0))
     if model == "similarity":
-        return _similarity_lstsq(src, dst)
+        return _similarityleast_squares(src, dst)
     if model == "affine":
         return geometry.fit_affine_lstsq(src, dst)
     h, _ = cv2.findHomography(src, dst, 0)
@@ -55,7 +56,7 @@ def _lstsq(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return h
 
 
-def _similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def _similarityleast_squares(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (Umeyama, no reflection)."""
     ms, md = src.mean(axis=0), dst.mean(axis=0)
     s, d = src - ms, dst - md
@@ -77,7 +78,7 @@ def _msac(model: str, src: np.ndarray, dst: np.ndarray, threshold: float, rng: n
         idx = rng.choice(n, size=k, replace=False)
         if model == "similarity" and np.allclose(src[idx[0]], src[idx[1]]):
             continue
-        m = _lstsq(model, src[idx], dst[idx])
+        m = least_squares(model, src[idx], dst[idx])
         r2 = ((geometry.apply(m, src) - dst) ** 2).sum(axis=1)
         cost = np.minimum(r2, threshold**2).sum()
         if cost < best_cost:
@@ -132,10 +133,10 @@ def fit_transform(
     if inliers.sum() < MIN_POINTS[model]:
         raise MatchingError(f"no {model} model fits the {len(src)} matches")
     # Refit on inliers; MAGSAC's soft inliers can include points just past the threshold.
-    matrix = _lstsq(model, src[inliers], dst[inliers])
+    matrix = least_squares(model, src[inliers], dst[inliers])
     residuals = np.linalg.norm(geometry.apply(matrix, src) - dst, axis=1)
     inliers = residuals < threshold
     if inliers.sum() >= MIN_POINTS[model]:
-        matrix = _lstsq(model, src[inliers], dst[inliers])
+        matrix = least_squares(model, src[inliers], dst[inliers])
         residuals = np.linalg.norm(geometry.apply(matrix, src) - dst, axis=1)
     return Fit(model, matrix, inliers, residuals)

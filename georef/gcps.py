@@ -237,10 +237,10 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, referen
         model: any 3x3 or warp model name.
         reference: raster whose grid a warp snaps to; default a grid of the fitted pixel size.
     """
-    from georef.fitting import MIN_POINTS, MODELS, _lstsq
+    from georef.fitting import MIN_POINTS, MODELS, least_squares
     from georef.models import WARP_MODELS, fit_model, min_points
     from georef.quality import Quality, coverage
-    from georef.raster import _latitude, metres_per_unit, open_raster
+    from georef.raster import latitude, metres_per_unit, open_raster
 
     if table.crs is None:
         raise GcpFormatError("the GCPs carry no CRS", target)
@@ -252,13 +252,13 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, referen
         predict = fit_model(model, table.pixel[used], table.map_xy[used]).apply
         transform = geometry.fit_affine_lstsq(table.pixel[used], table.map_xy[used])
     else:
-        transform = _lstsq(model, table.pixel[used], table.map_xy[used])
+        transform = least_squares(model, table.pixel[used], table.map_xy[used])
         predict = lambda p: geometry.apply(transform, p)  # noqa: E731
     with open_raster(target) as ds:
         width, height = ds.width, ds.height
     unit = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]))))
     centre = geometry.apply(transform, [[width / 2, height / 2]])[0]
-    metres_per_px = unit * metres_per_unit(table.crs, _latitude(table.crs, centre))
+    metres_per_px = unit * metres_per_unit(table.crs, latitude(table.crs, centre))
     residual = np.linalg.norm(predict(table.pixel) - table.map_xy, axis=1) / unit
     r = residual[used]
     rmse = float(np.sqrt(np.mean(r**2)))
@@ -272,10 +272,9 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, referen
 
 def export(source: str | Path, destination: str | Path, inliers_only: bool = False, overwrite: bool = False) -> GcpTable:
     """Read the GCPs of ``source`` and write them to ``destination``."""
-    from georef.errors import OutputExistsError
+    from georef.write import refuse_existing
 
-    if Path(destination).exists() and not overwrite:
-        raise OutputExistsError("exists; use --overwrite to replace it", destination)
+    refuse_existing(destination, overwrite=overwrite)
     table = read(source)
     if inliers_only:
         keep = table.inlier
@@ -302,13 +301,10 @@ def fit_file(
     """Fit a model to a GCP file and write the target with it (pixels kept, or warped)."""
     from rasterio.enums import Resampling
 
-    from georef.errors import OutputExistsError
     from georef.report import write_report
-    from georef.write import write_aligned, write_warped
+    from georef.write import refuse_existing, write_aligned, write_warped
 
-    for path in (output, report):
-        if path is not None and Path(path).exists() and not overwrite:
-            raise OutputExistsError("exists; use --overwrite to replace it", path)
+    refuse_existing(output, report, overwrite=overwrite)
     alignment = alignment_from_gcps(read(gcp_file), target, model, reference)
     if warp:
         write_warped(target, output, alignment, Resampling[resampling], target_res)

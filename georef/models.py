@@ -150,7 +150,7 @@ def held_out_errors(name: str, src: np.ndarray, dst: np.ndarray, folds: int = 5,
 
     For a 3x3 model name (``affine``, ``homography``...) the least-squares fit is used.
     """
-    from georef.fitting import MODELS, _lstsq
+    from georef.fitting import MODELS, least_squares
 
     n = len(src)
     fold = np.random.default_rng(seed).permutation(n) % folds
@@ -158,7 +158,7 @@ def held_out_errors(name: str, src: np.ndarray, dst: np.ndarray, folds: int = 5,
     for k in range(folds):
         train, test = fold != k, fold == k
         if name in MODELS:
-            predicted = geometry.apply(_lstsq(name, src[train], dst[train]), src[test])
+            predicted = geometry.apply(least_squares(name, src[train], dst[train]), src[test])
         else:
             predicted = fit_model(name, src[train], dst[train]).apply(src[test])
         errors[test] = np.linalg.norm(predicted - dst[test], axis=1)

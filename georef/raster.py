@@ -230,10 +230,10 @@ def read_target(ds: rasterio.io.DatasetReader, bands: list[int], max_size: int) 
     return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), geometry.scaling(ds.width / w, ds.height / h))
 
 
-def metres_per_unit(crs: CRS, latitude: float = 0.0) -> float:
-    """Length in metres of one unit of ``crs`` (a degree at ``latitude`` for geographic CRSs)."""
+def metres_per_unit(crs: CRS, lat: float = 0.0) -> float:
+    """Length in metres of one unit of ``crs`` (a degree at latitude ``lat`` for geographic CRSs)."""
     if crs.is_geographic:
-        return 111_320.0 * max(math.cos(math.radians(latitude)), 0.01)
+        return 111_320.0 * max(math.cos(math.radians(lat)), 0.01)
     return crs.linear_units_factor[1]
 
 
@@ -281,7 +281,7 @@ def read_reference_chip(
     if t.b != 0 or t.d != 0:
         raise MissingGeoreference("has a rotated geotransform; warp it north-up first", ds.name)
     corners = geometry.apply(footprint, geometry.corners(width, height))
-    centre_lat = _latitude(ds.crs, corners.mean(axis=0))
+    centre_lat = latitude(ds.crs, corners.mean(axis=0))
     margin = margin_m / metres_per_unit(ds.crs, centre_lat)
     (x0, y0), (x1, y1) = corners.min(axis=0) - margin, corners.max(axis=0) + margin
     # Reference pixel window, rounded outwards and clipped to the dataset.
@@ -310,7 +310,8 @@ def read_reference_chip(
     return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), chip_to_map)
 
 
-def _latitude(crs: CRS, xy: np.ndarray) -> float:
+def latitude(crs: CRS, xy: np.ndarray) -> float:
+    """Latitude of a point given in ``crs``."""
     if crs.is_geographic:
         return float(xy[1])
     _, lat = transform_coords(crs, CRS.from_epsg(4326), [xy[0]], [xy[1]])

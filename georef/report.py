@@ -77,7 +77,8 @@ def write_report(path: str | Path, alignment: Alignment, output: str | Path | No
     return path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +92,7 @@ def _plot_residuals(alignment: Alignment, path: Path) -> Path:
     from georef.gcps import from_alignment
     from georef.write import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     table = from_alignment(alignment)
     inl = table.inlier
     fig, ax = plt.subplots(figsize=(6, 6 * alignment.height / max(alignment.width, 1) + 0.6), dpi=110)
@@ -112,7 +113,7 @@ def _plot_residuals(alignment: Alignment, path: Path) -> Path:
 def _plot_histogram(alignment: Alignment, path: Path) -> Path:
     from georef.write import atomic_path
 
-    plt = _pyplot()
+    plt = pyplot()
     tp = alignment.tie_points
     fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
     ax.hist(tp.residual_px[tp.inlier], bins=40, color="C0")

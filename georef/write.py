@@ -23,6 +23,7 @@ from rasterio.windows import Window
 
 from georef import geometry
 from georef.align import Alignment
+from georef.errors import OutputExistsError
 from georef.models import POLYNOMIAL_ORDERS, WARP_MODELS
 from georef.raster import open_raster
 
@@ -45,6 +46,13 @@ def atomic_path(output: str | Path) -> Iterator[Path]:
     finally:
         for leftover in (tmp, Path(f"{tmp}.aux.xml")):
             leftover.unlink(missing_ok=True)
+
+
+def refuse_existing(*paths: str | Path | None, overwrite: bool = False) -> None:
+    """Raise before any work if an output exists and overwriting was not asked for."""
+    for path in paths:
+        if path is not None and Path(path).exists() and not overwrite:
+            raise OutputExistsError("exists; use --overwrite to replace it", path)
 
 
 def select_spread(points: np.ndarray, n: int, first: int = 0) -> np.ndarray:

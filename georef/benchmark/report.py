@@ -11,17 +11,9 @@ import numpy as np
 from georef import geometry
 from georef.benchmark.cases import Case
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX
+from georef.report import pyplot
 
 CDF_MAX_PX = 10.0
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _rows_of(rows: list[dict], key: str) -> list[dict]:
@@ -32,7 +24,7 @@ def _rows_of(rows: list[dict], key: str) -> list[dict]:
 
 def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
     """Cumulative share of cases below each error, one line per setting."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     grid = np.linspace(0, CDF_MAX_PX, 400)
     for key in keys:
@@ -50,7 +42,7 @@ def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
 
 def plot_sweep(summary: dict, path: Path) -> Path:
     """Inliers, inlier ratio and true error against the RANSAC threshold, per matcher."""
-    plt = _pyplot()
+    plt = pyplot()
     entries = list(summary["settings"].values())
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), dpi=110)
     lines = sorted({(e["matcher"], e["model"], e["group"]) for e in entries})
@@ -90,7 +82,7 @@ def _stretched(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_lines: int = 150) -> Path:
     """Target | reference per case, inlier tie points joined by lines coloured by residual."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(cases)
     cols = min(2, n)
     rows = math.ceil(n / cols)
