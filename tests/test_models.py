@@ -102,3 +102,25 @@ def test_poly2_warp_lands_on_the_reference_grid(bent_pair, tmp_path):
         _, off, _ = window_offsets(img / img.max(), ref / ref.max(), valid, window=64, step=64)
         offsets[model] = np.abs(off).max()
     assert offsets["poly2"] < 0.5 < offsets["affine"]
+
+
+def test_warp_at_another_resolution_keeps_nodata_and_bands(tmp_path, scene):
+    from affine import Affine
+
+    ref_data, ref_t = crop(scene, 500, 500, 900)
+    tgt_data, truth = crop(scene, 700, 650, 512)
+    tgt_data = tgt_data.copy()
+    tgt_data[:, :100, :100] = 0
+    reference = write_tif(tmp_path / "ref.tif", ref_data, ref_t, scene.crs)
+    target = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(90, -60) * truth, scene.crs, nodata=0)
+    out = tmp_path / "warped20.tif"
+    align_file(target, reference, out, warp=True, target_res=20.0, resampling="bilinear")
+    with rasterio.open(out) as w:
+        assert w.res == (20.0, 20.0) and w.nodata == 0 and w.count == 3
+        # the nodata corner of the target stays nodata where it lands
+        x, y = truth * (50, 50)
+        row, col = w.index(x, y)
+        assert (w.read()[:, row, col] == 0).all()
+        x, y = truth * (300, 300)
+        row, col = w.index(x, y)
+        assert (w.read()[:, row, col] > 0).all()

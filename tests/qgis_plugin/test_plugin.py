@@ -98,6 +98,10 @@ def test_processing_align(qgis_processing, core_python, real_case, tmp_path, mon
         processing.run("georef:applygcps", {"GCPS": str(points), "TARGET": real_case["target"], "MODEL": 0,
                                             "OUTPUT": str(fitted)})
         assert corner_error_px(str(fitted), real_case["truth"]) < 1.5
+        bench = tmp_path / "bench"
+        processing.run("georef:benchmark", {"PAIRS": str(REPO.parent / "shared" / "data" / "s2-seasons"),
+                                            "MATCHERS": "xfeat", "LIMIT": "1", "OUTPUT": str(bench)})
+        assert (bench / "report.md").exists() and len((bench / "cases.csv").read_text().splitlines()) == 2
     finally:
         QgsApplication.processingRegistry().removeProvider(provider)
 
