@@ -21,7 +21,7 @@ def test_desktop_screenshot_with_the_dialog_open(tmp_path):
            "QT_QPA_PLATFORM": "xcb", "HOME": str(tmp_path)}
     subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", "qgis", "--nologo", "--noversioncheck",
                     "--code", str(REPO / "tests" / "qgis_plugin" / "screenshot_script.py")],
-                   env=env, timeout=240, capture_output=True)
+                   env=env, timeout=120, capture_output=True)
     assert png.exists(), "QGIS saved no screenshot"
     image = QImage(str(png))
     assert image.width() >= 800 and image.height() >= 600
