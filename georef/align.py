@@ -42,6 +42,8 @@ class AlignOptions:
         threshold_px: inlier threshold of the robust fit, in working pixels.
         guided_radius_px: search radius of the guided second matching pass; 0 skips it.
         refine: refine the fit to sub-pixel precision by local phase correlation.
+        rotation_search: also try the target turned by 90, 180 and 270 degrees; keep
+            the turn with the most unguided inliers.
         max_size: long side, in pixels, above which the target is matched decimated.
         weights: weight file for the matcher; default from the registry.
         target_crs: CRS to assume for a target that has a geotransform but no CRS.
@@ -56,6 +58,7 @@ class AlignOptions:
     threshold_px: float = 2.0
     guided_radius_px: float = 4.0
     refine: bool = True
+    rotation_search: bool = False
     max_size: int = 2048
     weights: str | None = None
     target_crs: str | None = None
@@ -227,20 +230,33 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
 
     start = time.perf_counter()
     matcher = create_matcher(options.matcher, options.weights)
-    matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
-    timings["match"] = time.perf_counter() - start
-    log.info("%s: %d matches (%d / %d keypoints)", options.matcher, len(matches), matches.keypoints0, matches.keypoints1)
-
-    start = time.perf_counter()
     # Warp models start from a robust affine; the model itself is fitted to its inliers below.
     base = replace(options, model="affine") if options.model in WARP_MODELS else options
-    try:
-        fit, matches, support = _fit_with_guided_pass(matcher, matches, target_img, chip, base)
-    except MatchingError as exc:
-        raise MatchingError(f"no alignment found: {exc.message}", target) from None
+    candidates = [rotated(target_img, k) for k in (0, 1, 2, 3)] if options.rotation_search else [target_img]
+    best, failure = None, None
+    for k, candidate in enumerate(candidates):
+        start = time.perf_counter()
+        matches = matcher.match(candidate.pixels, chip.pixels, candidate.valid, chip.valid)
+        timings["match"] = timings.get("match", 0.0) + time.perf_counter() - start
+        log.info("%s: %d matches (%d / %d keypoints)", options.matcher, len(matches), matches.keypoints0,
+                 matches.keypoints1)
+        start = time.perf_counter()
+        try:
+            result = _fit_with_guided_pass(matcher, matches, candidate, chip, base)
+        except MatchingError as exc:
+            failure = exc
+            continue
+        finally:
+            timings["fit"] = timings.get("fit", 0.0) + time.perf_counter() - start
+        if options.rotation_search:
+            log.info("rotation %d deg: %d unguided inliers", 90 * k, result[2])
+        if best is None or result[2] > best[0][2]:
+            best = (result, candidate)
+    if best is None:
+        raise MatchingError(f"no alignment found: {failure.message}", target)
+    (fit, matches, support), target_img = best
     src = geometry.index_to_raster(matches.points0)
     dst = geometry.index_to_raster(matches.points1)
-    timings["fit"] = time.perf_counter() - start
 
     refinement = {}
     if options.refine:
@@ -270,8 +286,12 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         transform /= transform[2, 2]
         residual_px = fit.residuals * working_px
     corners = geometry.corners(width, height)
-    moved = geometry.apply(transform, corners) - geometry.apply(footprint, corners)
-    shift_m = float(np.linalg.norm(moved, axis=1).max()) * metres_per_unit
+    fitted, claimed = geometry.apply(transform, corners), geometry.apply(footprint, corners)
+    if options.rotation_search:  # a turned target's corners land on other corners of its footprint
+        moved = np.linalg.norm(fitted[:, None] - claimed[None], axis=2).min(axis=1)
+    else:
+        moved = np.linalg.norm(fitted - claimed, axis=1)
+    shift_m = float(moved.max()) * metres_per_unit
     scale_change = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(footprint[:2, :2])))) - 1
     quality = assess(
         residual_px, inliers, support, target_px, width, height, metres_per_px,
@@ -314,6 +334,18 @@ def _subset(points: np.ndarray, limit: int = 800) -> np.ndarray:
     if len(points) <= limit:
         return points
     return points[np.random.default_rng(0).choice(len(points), limit, replace=False)]
+
+
+def rotated(image: raster.MatchImage, quarter_turns: int) -> raster.MatchImage:
+    """The image turned counter-clockwise by ``quarter_turns`` x 90 degrees, ``to_world`` updated to match."""
+    to_world = image.to_world
+    pixels, valid = image.pixels, image.valid
+    for _ in range(quarter_turns % 4):
+        w = pixels.shape[1]
+        # np.rot90: new[r, c] = old[c, w - 1 - r], so new raster (x, y) is old (w - y, x)
+        to_world = to_world @ np.array([[0.0, -1.0, w], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        pixels, valid = np.rot90(pixels), np.rot90(valid)
+    return raster.MatchImage(np.ascontiguousarray(pixels), np.ascontiguousarray(valid), to_world)
 
 
 def _fit_with_guided_pass(matcher, matches, target_img, chip, options: AlignOptions):

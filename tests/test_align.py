@@ -111,3 +111,20 @@ def test_existing_output_is_refused_before_any_work(pair, tmp_path):
     with pytest.raises(OutputExistsError, match="out.tif: exists"):
         align_file(pair.target, pair.reference, out)
     assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("turns", [1, 2])
+def test_rotation_search_finds_a_turned_target(tmp_path, scene, turns):
+    """A target stored turned by 90 or 180 degrees (its geotransform north-up but wrong)."""
+    ref_data, ref_t = crop(scene, 400, 400, 1000)
+    tgt_data, truth = crop(scene, 650, 650, 512)
+    turned = np.ascontiguousarray(np.rot90(tgt_data, turns, axes=(1, 2)))
+    ref = write_tif(tmp_path / "ref.tif", ref_data, ref_t, scene.crs)
+    tgt = write_tif(tmp_path / "turned.tif", turned, Affine.translation(60, -40) * truth, scene.crs)
+    result = estimate_alignment(tgt, ref, AlignOptions(rotation_search=True, max_shift_m=600))
+    # the stored pixel (x, y) shows the ground of the unturned pixel given by inverse np.rot90
+    true = geometry.to_matrix(truth)
+    for _ in range(turns):  # stored (x, y) -> unturned (512 - y, x), per quarter turn
+        true = true @ np.array([[0.0, -1.0, 512], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert geometry.mean_corner_distance(result.transform, true, 512, 512) / 10 < 0.5
+    assert result.quality.passed

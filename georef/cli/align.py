@@ -30,13 +30,14 @@ from georef.report import summary
 @click.option("--min-coverage", type=click.FloatRange(0, 1), default=QualityGate.min_coverage, show_default=True)
 @click.option("--refine/--no-refine", default=True, show_default=True,
               help="Refine the fit to sub-pixel precision by local phase correlation.")
+@click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees.")
 @click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
 @options.warp
 @options.target_res
 @options.resampling
 @options.overwrite
 def align(target, reference, output, report, matcher, model, bands, weights, max_shift, gcps, target_crs,
-          threshold, min_inliers, max_rmse, min_coverage, refine, force, warp, target_res, resampling, overwrite):
+          threshold, min_inliers, max_rmse, min_coverage, refine, rotation_search, force, warp, target_res, resampling, overwrite):
     """Align TARGET onto the reference and write it with a corrected georeference."""
     opts = AlignOptions(
         matcher=matcher,
@@ -45,6 +46,7 @@ def align(target, reference, output, report, matcher, model, bands, weights, max
         max_shift_m=max_shift,
         threshold_px=threshold,
         refine=refine,
+        rotation_search=rotation_search,
         weights=weights,
         target_crs=target_crs,
         gate=QualityGate(min_inliers, max_rmse, min_coverage),

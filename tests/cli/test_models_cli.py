@@ -1,0 +1,21 @@
+from click.testing import CliRunner
+
+from georef.cli.main import cli
+from georef.weights import REGISTRY
+
+
+def test_models_list_shows_every_file_with_its_licence(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOREF_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    for w in REGISTRY.values():
+        line = next(line for line in result.output.splitlines() if line.startswith(w.name + " "))
+        assert "missing" in line and w.licence in line and w.wheel in line
+
+
+def test_models_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOREF_HOME", str(tmp_path))
+    monkeypatch.setenv("GEOREF_OFFLINE", "1")
+    result = CliRunner().invoke(cli, ["models", "fetch", "aliked_lightglue"])
+    assert result.exit_code == 2 and "aliked_lightglue.pth" in result.output and "--weights" in result.output
+    assert CliRunner().invoke(cli, ["models", "fetch", "nope"]).exit_code == 2
