@@ -67,6 +67,26 @@ class Matcher(abc.ABC):
         """
 
 
+class FeatureCache:
+    """Features of the last two images seen: the guided pass matches the same images again.
+
+    Args:
+        extract: ``(image, valid) -> features``.
+    """
+
+    def __init__(self, extract) -> None:
+        self.extract = extract
+        self.entries: list = []
+
+    def __call__(self, image: np.ndarray, valid: np.ndarray | None):
+        for (seen_image, seen_valid), features in self.entries:
+            if seen_image is image and seen_valid is valid:
+                return features
+        features = self.extract(image, valid)
+        self.entries = [((image, valid), features), *self.entries[:1]]
+        return features
+
+
 def keep_valid(points: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """Boolean (N,) selecting index-coordinate points that fall on valid pixels."""
     if valid is None:

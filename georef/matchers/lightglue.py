@@ -15,7 +15,7 @@ from kornia.feature.aliked import ALIKED
 
 from georef import weights
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import Matcher, Matches, keep_valid, mutual_nearest
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest
 
 
 @dataclass(frozen=True)
@@ -82,22 +82,21 @@ class LightGlueMatcher(Matcher):
         if self.lightglue.training:  # kornia leaves it in training mode when learned weights are missing
             raise WeightsUnavailable("does not fit LightGlue for " + self.spec.features, matcher_path)
         self.lightglue.eval().to(self.device)
-        self._cache: list = []
+        self._cached = FeatureCache(self._features)
 
     def _extractor(self):
         path = weights.resolve(self.spec.extractor)
+        if self.spec.features == "xfeat":  # XFeat's own extraction (padding, validity) is reused as is
+            from georef.matchers.xfeat import XFeatMatcher
+
+            return XFeatMatcher(path, max_keypoints=self.max_keypoints, device=str(self.device))
         state = torch.load(path, map_location="cpu", weights_only=True)
         if self.spec.features == "aliked":
             model = ALIKED(model_name="aliked-n16", max_num_keypoints=self.max_keypoints, detection_threshold=0.2)
             _check_loaded(model, model.load_state_dict(state, strict=False).missing_keys, path)
-        elif self.spec.features == "disk":
+        else:
             model = DISK()
             model.load_state_dict(state["extractor"])
-        else:
-            from kornia.feature.xfeat import XFeat
-
-            model = XFeat(top_k=self.max_keypoints)
-            model.net.load_state_dict(state)
         return model.eval().to(self.device)
 
     @torch.inference_mode()
@@ -112,21 +111,10 @@ class LightGlueMatcher(Matcher):
             out = self.extractor(x.expand(-1, 3, -1, -1), n=self.max_keypoints, pad_if_not_divisible=True)[0]
             pts, desc = out.keypoints, out.descriptors
         else:
-            ph, pw = -h % 32, -w % 32  # pad, not resize: keeps coordinates exact
-            out = self.extractor.detectAndCompute(F.pad(x, (0, pw, 0, ph), mode="replicate"))[0]
-            pts, desc = out["keypoints"], out["descriptors"]
+            return self.extractor._features(image, valid)
         pts_np = pts.cpu().double().numpy()
         keep = (pts_np[:, 0] < w) & (pts_np[:, 1] < h) & keep_valid(pts_np, valid)
         return pts_np[keep], desc[torch.from_numpy(keep).to(desc.device)]
-
-    def _cached(self, image, valid):
-        # The guided pass matches the same images again: extract once.
-        for arrays, feats in self._cache:
-            if arrays[0] is image and arrays[1] is valid:
-                return feats
-        feats = self._features(image, valid)
-        self._cache = [((image, valid), feats), *self._cache[:1]]
-        return feats
 
     @torch.inference_mode()
     def match(self, image0, image1, valid0=None, valid1=None, prior=None, radius=8.0) -> Matches:

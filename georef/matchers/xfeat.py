@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from kornia.feature.xfeat import XFeat
 
 from georef import weights
-from georef.matchers.base import Matcher, Matches, keep_valid, mutual_nearest
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest
 
 #: XFeat resizes inputs to multiples of this; padding instead keeps coordinates exact.
 _STRIDE = 32
@@ -51,7 +51,7 @@ class XFeatMatcher(Matcher):
         self.model = XFeat(top_k=max_keypoints)
         self.model.net.load_state_dict(state)
         self.model.eval().to(self.device)
-        self._cache: list = []
+        self._cached_features = FeatureCache(self._features)
 
     def _features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
         """Keypoints (N, 2) float64 index coordinates, sub-pixel, and (N, 64) unit descriptors."""
@@ -81,13 +81,3 @@ class XFeatMatcher(Matcher):
             return Matches(empty, empty.copy(), np.zeros(0), len(pts0), len(pts1))
         i0, i1, conf = mutual_nearest(d0 @ d1.T, pts0, pts1, self.min_similarity, prior, radius)
         return Matches(pts0[i0], pts1[i1], conf, len(pts0), len(pts1))
-
-    def _cached_features(self, image: np.ndarray, valid: np.ndarray | None):
-        # A guided second pass matches the same images again: extract once.
-        key = (id(image), id(valid))
-        for k, arrays, feats in self._cache:
-            if k == key and arrays[0] is image and arrays[1] is valid:
-                return feats
-        feats = self._features(image, valid)
-        self._cache = [(key, (image, valid), feats), *self._cache[:1]]
-        return feats
