@@ -228,7 +228,6 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     timings["read"] = time.perf_counter() - start
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
 
-    start = time.perf_counter()
     matcher = create_matcher(options.matcher, options.weights)
     # Warp models start from a robust affine; the model itself is fitted to its inliers below.
     base = replace(options, model="affine") if options.model in WARP_MODELS else options
