@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from georef.align import AlignOptions
+from georef.cli import options
 from georef.fitting import MODELS
 from georef.matchers import MATCHERS
 
@@ -60,8 +61,9 @@ def _seasons(ctx, param, value):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
 @click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
+@options.weights
 def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
-              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show):
+              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show, weights):
     """Align the cases of PAIRS and measure their true error.
 
     PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
@@ -75,7 +77,7 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
         kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
         warp=WarpSpec(max_shift_px, max_rotation, max_scale, perspective), max_shift_m=max_shift_m,
     )
-    summary = run(pairs, out_dir, spec, matchers, models, thresholds, AlignOptions(seed=seed),
+    summary = run(pairs, out_dir, spec, matchers, models, thresholds, AlignOptions(seed=seed, weights=weights),
                   command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None)
     for key, s in summary["settings"].items():
         click.echo(

@@ -22,6 +22,12 @@ def _sift(**kwargs) -> Matcher:
     return SiftMatcher(**kwargs)
 
 
+def _loftr(**kwargs) -> Matcher:
+    from georef.matchers.loftr import LoFTRMatcher
+
+    return LoFTRMatcher(**kwargs)
+
+
 def _lightglue(name: str) -> Callable[..., Matcher]:
     def factory(**kwargs) -> Matcher:
         from georef.matchers.lightglue import LightGlueMatcher
@@ -35,10 +41,13 @@ _FACTORIES: dict[str, Callable[..., Matcher]] = {
     "xfeat": _xfeat,
     "sift": _sift,
     **{name: _lightglue(name) for name in ("xfeat-lightglue", "aliked-lightglue", "disk-lightglue")},
+    "loftr": _loftr,
 }
 
 #: Names accepted by :func:`create_matcher`.
 MATCHERS: tuple[str, ...] = tuple(_FACTORIES)
+#: Matchers whose weights cannot be fetched: the user passes them with --weights.
+USER_WEIGHTS: tuple[str, ...] = ("loftr",)
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,4 +64,4 @@ def create_matcher(name: str, weights_path: str | None = None, device: str = "cp
     return factory(weights_path=weights_path, device=device)
 
 
-__all__ = ["MATCHERS", "Matcher", "Matches", "create_matcher"]
+__all__ = ["MATCHERS", "USER_WEIGHTS", "Matcher", "Matches", "create_matcher"]
