@@ -22,6 +22,16 @@ def _rows_of(rows: list[dict], key: str) -> list[dict]:
     return [r for r in rows if row_key(r["matcher"], r["model"], r["threshold"], r["group"]) == key]
 
 
+def _save(fig, axes, path: Path, legend_size: int) -> Path:
+    for ax in np.atleast_1d(axes):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot().close(fig)
+    return path
+
+
 def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
     """Cumulative share of cases below each error, one line per setting."""
     plt = pyplot()
@@ -32,12 +42,7 @@ def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
         if len(errors):
             ax.plot(grid, [(errors < g).mean() for g in grid], label=key)
     ax.set(xlabel="error at the target's corners, px", ylabel="share of cases", xlim=(0, CDF_MAX_PX), ylim=(0, 1))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, 8)
 
 
 def plot_sweep(summary: dict, path: Path) -> Path:
@@ -57,12 +62,7 @@ def plot_sweep(summary: dict, path: Path) -> Path:
         axes[2].plot(t, [e["within_3px"] for e in mine], "s--", color=colour, label=f"{label} < 3 px")
     for ax, title in zip(axes, ("median inliers", "median inlier ratio", "share of cases (true error)")):
         ax.set(xlabel="RANSAC threshold, px", title=title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, axes, path, 7)
 
 
 def _stretched(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,11 @@ class Matches:
     def __len__(self) -> int:
         return len(self.points0)
 
+    @classmethod
+    def empty(cls, keypoints0: int = 0, keypoints1: int = 0) -> "Matches":
+        """No matches (too few keypoints on one side)."""
+        return cls(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0), keypoints0, keypoints1)
+
 
 class Matcher(abc.ABC):
     """Finds correspondences between two single-channel images.

@@ -121,8 +121,7 @@ class LightGlueMatcher(Matcher):
         pts0, d0 = self._cached(image0, valid0)
         pts1, d1 = self._cached(image1, valid1)
         if len(pts0) < 2 or len(pts1) < 2:
-            empty = np.zeros((0, 2))
-            return Matches(empty, empty.copy(), np.zeros(0), len(pts0), len(pts1))
+            return Matches.empty(len(pts0), len(pts1))
         if prior is not None:  # LightGlue takes no prior: descriptor mutual NN within the radius
             i0, i1, conf = mutual_nearest(F.normalize(d0, dim=-1) @ F.normalize(d1, dim=-1).T, pts0, pts1,
                                           prior=prior, radius=radius)

@@ -35,8 +35,7 @@ class SiftMatcher(Matcher):
         pts0, d0 = self._detect(image0, valid0)
         pts1, d1 = self._detect(image1, valid1)
         if len(pts0) < 2 or len(pts1) < 2:
-            empty = np.zeros((0, 2))
-            return Matches(empty, empty.copy(), np.zeros(0), len(pts0), len(pts1))
+            return Matches.empty(len(pts0), len(pts1))
         if prior is not None:
             # Guided: the radius replaces the ratio test. Similarity 1 - distance / 512
             # (SIFT descriptors have norm 512) keeps confidences in [0, 1].

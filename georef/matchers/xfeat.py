@@ -77,7 +77,6 @@ class XFeatMatcher(Matcher):
         pts0, d0 = self._cached_features(image0, valid0)
         pts1, d1 = self._cached_features(image1, valid1)
         if len(pts0) == 0 or len(pts1) == 0:
-            empty = np.zeros((0, 2))
-            return Matches(empty, empty.copy(), np.zeros(0), len(pts0), len(pts1))
+            return Matches.empty(len(pts0), len(pts1))
         i0, i1, conf = mutual_nearest(d0 @ d1.T, pts0, pts1, self.min_similarity, prior, radius)
         return Matches(pts0[i0], pts1[i1], conf, len(pts0), len(pts1))
