@@ -135,7 +135,7 @@ def _markdown(data: dict, alignment: Alignment, images: list[str]) -> str:
         f"- matcher / model: {alignment.matcher} / {alignment.model}",
         f"- matches {q.matches}, inliers {q.inliers} ({q.support} unguided), coverage {q.coverage:.0%}",
         f"- residual RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px ({q.max_m:.1f} m)",
-        f"- time: " + ", ".join(f"{k} {v:.2f} s" for k, v in alignment.timings.items()),
+        "- time: " + ", ".join(f"{k} {v:.2f} s" for k, v in alignment.timings.items()),
         "",
     ]
     if alignment.model_comparison:

@@ -44,7 +44,7 @@ def main(out_dir: str) -> None:
     for name in ("s2_B04.jp2", "s2_B03.jp2", "s2_B02.jp2"):
         with rasterio.open(scene_dir() / name) as src:
             bands.append(src.read(1))
-            profile, transform, crs = src.profile, src.transform, src.crs
+            transform, crs = src.transform, src.crs
     data = np.stack(bands)
     common = dict(driver="GTiff", dtype="uint16", count=3, crs=crs, compress="deflate", tiled=True)
     with rasterio.open(out / "reference.tif", "w", width=data.shape[2], height=data.shape[1],

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # the core's packages are imported inside the fixtures (see above)
+    import numpy as np
+    from affine import Affine
+    from rasterio.crs import CRS
 
 try:
     import qgis.core  # noqa: F401

@@ -6,7 +6,7 @@ import rasterio
 from click.testing import CliRunner
 
 from georef import gcps, geometry
-from georef.align import align_file, estimate_alignment
+from georef.align import align_file
 from georef.cli.main import cli
 
 
