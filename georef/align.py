@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import geometry, raster
+from georef import geometry, inputs, raster, search, tiles
 from georef.errors import MatchingError, MissingGeoreference, QualityGateFailed
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
 from georef.models import WARP_MODELS, compare_models, fit_model, fit_model_robust, held_out_errors
 from georef.quality import Quality, QualityGate, assess
 from georef.refine import refine
+from georef.tiles import TileOptions
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,12 @@ class AlignOptions:
         target_crs: CRS to assume for a target that has a geotransform but no CRS.
         gate: quality thresholds.
         seed: random seed of the robust fit.
+        tiles: coarse-to-fine window matching of targets larger than ``max_size``.
+        mask_target, mask_ref: exclusion masks, ``PATH`` or ``PATH:V1,V2`` (values to exclude).
+        product_bands: bands of a Sentinel-2 product: ``"TCI"`` or e.g. ``"B04,B03,B02"``.
+        global_search: ignore the target's georeference and search the whole reference
+            (automatic for a target without one).
+        approx_center: (lon, lat) around which the global search looks.
     """
 
     matcher: str = "xfeat"
@@ -64,6 +71,12 @@ class AlignOptions:
     target_crs: str | None = None
     gate: QualityGate = field(default_factory=QualityGate)
     seed: int = 0
+    tiles: TileOptions = field(default_factory=TileOptions)
+    mask_target: str | None = None
+    mask_ref: str | None = None
+    product_bands: str = "TCI"
+    global_search: bool = False
+    approx_center: tuple[float, float] | None = None
 
 
 @dataclass
@@ -114,6 +127,7 @@ class Alignment:
         timings: seconds per stage.
         refinement: window counts of the sub-pixel refinement; empty if it did not run.
         model_comparison: held-out RMSE, CE90 and max (px) per model, on the inliers.
+        tiles: full-resolution windows per outcome (matched, no texture, ...); empty if not tiled.
     """
 
     target: str
@@ -130,6 +144,7 @@ class Alignment:
     timings: dict[str, float] = field(default_factory=dict)
     refinement: dict[str, int] = field(default_factory=dict)
     model_comparison: dict[str, dict] = field(default_factory=dict)
+    tiles: dict[str, int] = field(default_factory=dict)
 
     def predict(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 2) target raster coordinates to reference map coordinates with the full model."""
@@ -165,6 +180,7 @@ class Alignment:
             "timings": self.timings,
             "refinement": self.refinement,
             "model_comparison": self.model_comparison,
+            "tiles": self.tiles,
             "tie_points": self.tie_points.to_dict(),
         }
 
@@ -185,6 +201,7 @@ class Alignment:
             timings=d.get("timings", {}),
             refinement=d.get("refinement", {}),
             model_comparison=d.get("model_comparison", {}),
+            tiles=d.get("tiles", {}),
         )
 
     @classmethod
@@ -193,8 +210,15 @@ class Alignment:
         return cls.from_dict(data.get("alignment", data))
 
 
-def estimate_alignment(target: str | Path, reference: str | Path, options: AlignOptions | None = None) -> Alignment:
+def estimate_alignment(target: str | Path, reference: str | Path, options: AlignOptions | None = None,
+                       progress: bool = False) -> Alignment:
     """Match a target against a reference and fit the target-pixel -> reference-map transform.
+
+    Both may be rasters, Sentinel-2 ``.SAFE`` products (folder or zip) or
+    comma-separated single-band files (see :mod:`georef.inputs`). A target larger
+    than ``options.max_size`` is matched coarse to fine (see :mod:`georef.tiles`);
+    one with no georeference, or with ``options.global_search``, is first located
+    anywhere in the reference (see :mod:`georef.search`).
 
     Raises:
         RasterReadError, MissingGeoreference, BandError, EmptyDataError,
@@ -202,30 +226,52 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         MatchingError: too few matches to fit the model.
     """
     options = options or AlignOptions()
+    with inputs.ResolvedInput(target, options.product_bands) as tgt, \
+            inputs.ResolvedInput(reference, options.product_bands) as ref:
+        alignment = _estimate(tgt, ref, options, progress)
+    alignment.target, alignment.reference = str(target), str(reference)
+    return alignment
+
+
+def _estimate(target: str, reference: str, options: AlignOptions, progress: bool) -> Alignment:
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    masks = tuple(raster.ExclusionMask.parse(m) if m else None for m in (options.mask_target, options.mask_ref))
     with raster.open_raster(reference) as ref_ds, raster.open_raster(target) as tgt_ds:
         if ref_ds.crs is None:
             raise MissingGeoreference("reference has no CRS", reference)
         if ref_ds.transform.is_identity:
             raise MissingGeoreference("reference has no geotransform", reference)
-        assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
-        tgt_geo = raster.georeference(tgt_ds, assume_crs=assume)
         ref_bands = raster.resolve_bands(ref_ds, options.bands)
         tgt_bands = raster.resolve_bands(tgt_ds, options.bands)
+        if options.global_search or not raster.is_georeferenced(tgt_ds):
+            log.info("searching the whole reference for the target")
+            known = None
+            if raster.is_georeferenced(tgt_ds) and tgt_ds.crs == ref_ds.crs:  # wrong place, right pixel size
+                known = float(np.sqrt(abs(tgt_ds.transform.determinant)))
+            tgt_geo, uncertainty_m = search.global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options,
+                                                          options.approx_center, known, masks)
+            options = replace(options, max_shift_m=uncertainty_m)
+            timings["search"] = time.perf_counter() - start
+        else:
+            assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
+            tgt_geo = raster.georeference(tgt_ds, assume_crs=assume)
 
-        target_img = raster.read_target(tgt_ds, tgt_bands, options.max_size)
+        target_img = raster.read_target(tgt_ds, tgt_bands, options.max_size, masks[0])
         footprint = raster.footprint_in(tgt_geo, tgt_ds.width, tgt_ds.height, ref_ds.crs)
         # The chip's pixel is the target's working pixel expressed in reference units.
         working_to_map = footprint @ target_img.to_world
         pixel_size = float(np.sqrt(abs(np.linalg.det(working_to_map[:2, :2]))))
+        tiled = options.tiles.size > 0 and max(tgt_ds.width, tgt_ds.height) > options.max_size
+        # Windows share the scenes' stretches; a stretch of only the searched chip would differ per window.
+        ref_stretch = raster.read_target(ref_ds, ref_bands, options.max_size, masks[1]).stretch if tiled else None
         chip = raster.read_reference_chip(
-            ref_ds, ref_bands, footprint, tgt_ds.width, tgt_ds.height, options.max_shift_m, pixel_size
-        )
+            ref_ds, ref_bands, footprint, tgt_ds.width, tgt_ds.height, options.max_shift_m, pixel_size,
+            ref_stretch, masks[1])
         centre = geometry.apply(footprint, [[tgt_ds.width / 2, tgt_ds.height / 2]])[0]
-        metres_per_unit = raster.metres_per_unit(ref_ds.crs, raster.latitude(ref_ds.crs, centre))
-        width, height, crs_wkt = tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt()
-    timings["read"] = time.perf_counter() - start
+        frame = _Frame(footprint, tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt(),
+                       raster.metres_per_unit(ref_ds.crs, raster.latitude(ref_ds.crs, centre)))
+    timings["read"] = time.perf_counter() - start - timings.get("search", 0.0)
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
 
     matcher = create_matcher(options.matcher, options.weights)
@@ -265,11 +311,69 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
             fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px)
             refinement = {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
         timings["refine"] = time.perf_counter() - start
-    to_target = target_img.to_world
+    alignment = _assemble(options, frame, fit, support, src, dst, matches.confidence, target_img.to_world,
+                          chip.to_world, pixel_size, timings, refinement)
+    if not tiled:
+        return alignment
+
+    start = time.perf_counter()
+    decimation = float(np.sqrt(abs(np.linalg.det(target_img.to_world[:2, :2]))))
+    results = tiles.match_windows(target, reference, alignment.transform, target_img, ref_stretch, options,
+                                  margin_px=max(32.0, 4 * decimation), tgt_bands=tgt_bands, ref_bands=ref_bands,
+                                  masks=masks, progress=progress)
+    timings["windows"] = time.perf_counter() - start
+    counts = {status: sum(r.status == status for r in results) for status in TILE_STATUSES}
+    used = [r for r in results if r.status == "matched"]
+    if not used:
+        log.warning("no window matched at full resolution; keeping the coarse alignment")
+        alignment.tiles = counts
+        return alignment
+    target_px = np.concatenate([r.target_px for r in used])
+    map_xy = np.concatenate([r.map_xy for r in used])
+    confidence = np.concatenate([r.confidence for r in used])
+    # One pooled fit in a frame whose pixel is a full-resolution target pixel on the reference's axes.
+    full_px = float(np.sqrt(abs(np.linalg.det(alignment.transform[:2, :2]))))
+    dst_to_world = geometry.translation(map_xy[:, 0].min(), map_xy[:, 1].max()) @ geometry.scaling(full_px, -full_px)
+    dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
+    start = time.perf_counter()
+    pooled = fit_transform(target_px, dst, base.model, options.threshold_px, options.seed)
+    timings["fit"] += time.perf_counter() - start
+    fine = _assemble(options, frame, pooled, int(pooled.inliers.sum()), target_px, dst, confidence, np.eye(3),
+                     dst_to_world, full_px, timings, refinement)
+    fine.tiles = counts
+    return fine
+
+
+#: Outcomes of a full-resolution window, counted in the report.
+TILE_STATUSES = ("matched", "no texture", "no match", "outside reference")
+
+
+@dataclass
+class _Frame:
+    """What the final assembly needs to know of the target and the reference."""
+
+    footprint: np.ndarray  # (3, 3) target pixel -> reference map, as the target claims
+    width: int
+    height: int
+    crs_wkt: str
+    metres_per_unit: float
+
+
+def _assemble(options: AlignOptions, frame: _Frame, fit, support: int, src: np.ndarray, dst: np.ndarray,
+              confidence: np.ndarray, to_target: np.ndarray, dst_to_world: np.ndarray, pixel_size: float,
+              timings: dict, refinement: dict) -> Alignment:
+    """Turn a fit between working images into an :class:`Alignment` with residuals and quality.
+
+    Args:
+        fit: the fit of ``src`` -> ``dst`` (working target raster -> working reference raster).
+        src, dst: (N, 2) matched points; ``to_target`` maps src to full-resolution target pixels,
+            ``dst_to_world`` maps dst to reference map coordinates, whose pixel is ``pixel_size`` units.
+    """
+    metres_per_unit = frame.metres_per_unit
     working_px = float(np.sqrt(abs(np.linalg.det(to_target[:2, :2]))))  # target pixels per working pixel
     metres_per_px = pixel_size * metres_per_unit / working_px
     target_px = geometry.apply(to_target, src)
-    map_xy = geometry.apply(chip.to_world, dst)
+    map_xy = geometry.apply(dst_to_world, dst)
     inliers = fit.inliers
     if options.model in WARP_MODELS:
         _, inliers = fit_model_robust(options.model, src, dst, fit.matrix, options.threshold_px)
@@ -281,9 +385,10 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
             residual_px[inliers] = held_out_errors("tps", target_px[inliers], map_xy[inliers]) * (
                 metres_per_unit / metres_per_px)
     else:
-        transform = chip.to_world @ fit.matrix @ np.linalg.inv(to_target)
+        transform = dst_to_world @ fit.matrix @ np.linalg.inv(to_target)
         transform /= transform[2, 2]
         residual_px = fit.residuals * working_px
+    width, height, footprint = frame.width, frame.height, frame.footprint
     corners = geometry.corners(width, height)
     fitted, claimed = geometry.apply(transform, corners), geometry.apply(footprint, corners)
     if options.rotation_search:  # a turned target's corners land on other corners of its footprint
@@ -298,20 +403,14 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     )
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.
     comparison = compare_models(_subset(src[inliers]), _subset(dst[inliers]), COMPARED_MODELS, 1 / working_px)
-
-    tie_points = TiePoints(
-        target_px=target_px,
-        map_xy=map_xy,
-        residual_px=residual_px,
-        inlier=inliers,
-        confidence=matches.confidence,
-    )
+    tie_points = TiePoints(target_px=target_px, map_xy=map_xy, residual_px=residual_px, inlier=inliers,
+                           confidence=confidence)
     return Alignment(
-        target=str(target),
-        reference=str(reference),
+        target="",
+        reference="",
         matcher=options.matcher,
         model=options.model,
-        crs_wkt=crs_wkt,
+        crs_wkt=frame.crs_wkt,
         transform=transform,
         width=width,
         height=height,
@@ -389,6 +488,7 @@ def align_file(
     resampling: str = "cubic",
     target_res: float | None = None,
     report_figures: bool = True,
+    progress: bool = False,
 ) -> Alignment:
     """Estimate an alignment, apply the quality gate, write the output and the report.
 
@@ -405,6 +505,7 @@ def align_file(
         resampling: GDAL resampling method of the warp.
         target_res: pixel size of the warped output; default the reference's.
         report_figures: write the report's plots and Markdown/HTML summary too.
+        progress: show progress bars of the long stages.
 
     Raises:
         QualityGateFailed: the result failed the gate and ``force`` is off; the
@@ -415,15 +516,17 @@ def align_file(
     from georef.report import write_report
     from georef.write import refuse_existing, write_aligned, write_warped
 
+    options = options or AlignOptions()
     refuse_existing(output, report, overwrite=overwrite)
-    alignment = estimate_alignment(target, reference, options)
+    alignment = estimate_alignment(target, reference, options, progress=progress)
     written = False
     if output is not None and (alignment.quality.passed or force):
         start = time.perf_counter()
-        if warp:
-            write_warped(target, output, alignment, Resampling[resampling], target_res)
-        else:
-            write_aligned(target, output, alignment, gcps=gcps)
+        with inputs.ResolvedInput(target, options.product_bands) as readable:
+            if warp:
+                write_warped(readable, output, alignment, Resampling[resampling], target_res)
+            else:
+                write_aligned(readable, output, alignment, gcps=gcps, progress=progress)
         alignment.timings["write"] = time.perf_counter() - start
         written = True
     if report is not None:

@@ -51,11 +51,13 @@ class MatchImage:
         valid: (H, W) bool, True where the data may carry keypoints.
         to_world: (3, 3) transform from this image's raster coordinates to the
             coordinates of interest (map coordinates, or full-resolution pixels).
+        stretch: the (low, high) per band used to normalise it.
     """
 
     pixels: np.ndarray
     valid: np.ndarray
     to_world: np.ndarray
+    stretch: "Stretch | None" = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,8 +82,9 @@ class Georeference:
 @contextmanager
 def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
     """Open a raster for reading, turning GDAL failures into :class:`RasterReadError`."""
-    path = Path(path)
-    if not path.exists():
+    is_virtual = str(path).startswith("/vsi")  # inside a zip or other GDAL virtual file system
+    path = str(path) if is_virtual else Path(path)
+    if not is_virtual and not path.exists():
         raise RasterReadError("no such file", path)
     try:
         with warnings.catch_warnings():
@@ -147,12 +150,33 @@ def resolve_bands(ds: rasterio.io.DatasetReader, bands: Sequence[int] | None) ->
     return colour[:3] or [1]
 
 
-def normalise(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+Stretch = list[tuple[float, float]]
+
+
+def band_stretch(data: np.ndarray, valid: np.ndarray) -> Stretch:
+    """Robust (low, high) per band from the valid pixels (a subsample: exact enough, fast on scenes).
+
+    Derived from the data, never from fixed reflectance caps: snow and summer need different stretches.
+    """
+    if not valid.any():
+        raise EmptyDataError("holds only nodata in the area to match")
+    step = max(1, int(math.sqrt(valid.size / 250_000)))
+    sample_mask = valid[::step, ::step]
+    out = []
+    for band in data:
+        lo, hi = np.percentile(band[::step, ::step][sample_mask].astype(np.float32), STRETCH_PERCENTILES)
+        out.append((float(lo), float(hi)))
+    return out
+
+
+def normalise(data: np.ndarray, valid: np.ndarray, stretch: Stretch | None = None) -> np.ndarray:
     """Stretch each band robustly to [0, 1] and average the bands.
 
     Args:
         data: (B, H, W) raster values of any numeric dtype.
         valid: (H, W) bool mask of pixels to use for the statistics.
+        stretch: (low, high) per band, e.g. a whole scene's (see :func:`band_stretch`);
+            default derived from ``data``.
 
     Returns:
         (H, W) float32 in [0, 1]; invalid pixels are set to the mean of valid ones.
@@ -162,14 +186,10 @@ def normalise(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """
     if not valid.any():
         raise EmptyDataError("holds only nodata in the area to match")
+    stretch = stretch or band_stretch(data, valid)
     out = np.zeros(valid.shape, dtype=np.float32)
     used = 0
-    # The percentiles come from a subsample: exact enough, and fast on large scenes.
-    step = max(1, int(math.sqrt(valid.size / 250_000)))
-    sample_mask = valid[::step, ::step]
-    for band in data:
-        sample = band[::step, ::step][sample_mask].astype(np.float32)
-        lo, hi = np.percentile(sample, STRETCH_PERCENTILES)
+    for band, (lo, hi) in zip(data, stretch):
         if hi <= lo:
             continue
         out += np.clip((band.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
@@ -181,13 +201,51 @@ def normalise(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+class ExclusionMask:
+    """A raster marking pixels to keep out of matching (cloud, snow, water), read window by window.
+
+    It covers the same extent as the image it masks, at any resolution (a 20 m
+    Sentinel-2 scene classification layer masks 10 m bands).
+
+    Args:
+        path: the mask raster; its first band is used.
+        values: pixel values to exclude; default every non-zero value.
+    """
+
+    def __init__(self, path: str | Path, values: Sequence[float] | None = None) -> None:
+        self.path = Path(path)
+        self.values = list(values) if values else None
+        with open_raster(self.path) as ds:
+            self.width, self.height = ds.width, ds.height
+
+    @classmethod
+    def parse(cls, spec: str) -> "ExclusionMask":
+        """``PATH`` or ``PATH:V1,V2,...`` (values to exclude)."""
+        path, _, values = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+        try:
+            numbers = [float(v) for v in values.split(",")] if values else None
+        except ValueError:
+            raise RasterReadError(f"mask values {values!r} are not numbers", path) from None
+        return cls(path, numbers)
+
+    def excluded(self, image_size: tuple[int, int], window: Window, out_shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: True where the window of an image of ``image_size`` (width, height) is masked out."""
+        fx, fy = self.width / image_size[0], self.height / image_size[1]
+        mask_window = Window(window.col_off * fx, window.row_off * fy, window.width * fx, window.height * fy)
+        with open_raster(self.path) as ds:
+            data = ds.read(1, window=mask_window, out_shape=out_shape, resampling=Resampling.nearest,
+                           boundless=True, fill_value=0)
+        return np.isin(data, self.values) if self.values is not None else data != 0
+
+
 def _read(
     ds: rasterio.io.DatasetReader,
     bands: list[int],
     window: Window,
     out_shape: tuple[int, int],
+    mask: ExclusionMask | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read bands and their joint validity mask, resampled to ``out_shape``."""
+    """Read bands and their joint validity mask, resampled to ``out_shape``; ``mask`` excludes more."""
     h, w = out_shape
     downsampling = h < window.height or w < window.width
     resampling = Resampling.average if downsampling else Resampling.bilinear
@@ -201,6 +259,8 @@ def _read(
     except RasterioIOError as exc:
         raise RasterReadError(f"read failed ({_one_line(exc)})", ds.name) from exc
     valid = np.all(masks > 0, axis=0)
+    if mask is not None:
+        valid &= ~mask.excluded((ds.width, ds.height), window, out_shape)
     return data, valid
 
 
@@ -214,20 +274,40 @@ def _erode(valid: np.ndarray, px: int) -> np.ndarray:
     return cv2.erode(valid.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
-def read_target(ds: rasterio.io.DatasetReader, bands: list[int], max_size: int) -> MatchImage:
-    """Read a target for matching, decimated so that its long side is at most ``max_size``.
+def read_target(ds: rasterio.io.DatasetReader, bands: list[int], max_size: int,
+                mask: ExclusionMask | None = None) -> MatchImage:
+    """Read a whole raster for matching, decimated so that its long side is at most ``max_size``.
 
-    ``to_world`` maps the returned image's raster coordinates to full-resolution
-    target pixels.
+    GDAL reads decimated data from overviews (JPEG2000 resolution levels) where
+    present. ``to_world`` maps the returned image's raster coordinates to
+    full-resolution pixels; ``stretch`` is the scene's, for its windows to share.
     """
     factor = max(1.0, max(ds.width, ds.height) / max_size)
     h, w = max(1, round(ds.height / factor)), max(1, round(ds.width / factor))
-    data, valid = _read(ds, bands, Window(0, 0, ds.width, ds.height), (h, w))
+    data, valid = _read(ds, bands, Window(0, 0, ds.width, ds.height), (h, w), mask)
     try:
-        pixels = normalise(data, valid)
+        stretch = band_stretch(data, valid)
+        pixels = normalise(data, valid, stretch)
     except EmptyDataError as exc:
         raise EmptyDataError(exc.message, ds.name) from None
-    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), geometry.scaling(ds.width / w, ds.height / h))
+    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), geometry.scaling(ds.width / w, ds.height / h),
+                      stretch)
+
+
+def read_window(ds: rasterio.io.DatasetReader, bands: list[int], window: Window, stretch: Stretch | None,
+                mask: ExclusionMask | None = None) -> MatchImage | None:
+    """Read a full-resolution window for matching; None where it holds no valid pixel or no contrast.
+
+    ``to_world`` maps the window's raster coordinates to full-resolution pixels of the dataset.
+    """
+    window = Window(int(window.col_off), int(window.row_off), int(window.width), int(window.height))
+    data, valid = _read(ds, bands, window, (window.height, window.width), mask)
+    try:
+        pixels = normalise(data, valid, stretch)
+    except EmptyDataError:
+        return None
+    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX),
+                      geometry.translation(window.col_off, window.row_off), stretch)
 
 
 def metres_per_unit(crs: CRS, lat: float = 0.0) -> float:
@@ -259,6 +339,8 @@ def read_reference_chip(
     height: float,
     margin_m: float,
     pixel_size: float,
+    stretch: Stretch | None = None,
+    mask: ExclusionMask | None = None,
 ) -> MatchImage:
     """Read the part of the reference around a footprint, at a given pixel size.
 
@@ -270,6 +352,8 @@ def read_reference_chip(
         width, height: target size in pixels.
         margin_m: search margin around the footprint, in metres.
         pixel_size: pixel size of the chip, in reference CRS units.
+        stretch: (low, high) per band, e.g. the whole reference's; default the chip's own.
+        mask: pixels to exclude from matching.
 
     Returns:
         The chip; ``to_world`` maps its raster coordinates to reference map coordinates.
@@ -298,16 +382,16 @@ def read_reference_chip(
     if abs(scale_x - 1) < 1e-3 and abs(scale_y - 1) < 1e-3:
         scale_x = scale_y = 1.0  # same resolution: read the pixels as they are
     h, w = max(1, round(window.height * scale_y)), max(1, round(window.width * scale_x))
-    data, valid = _read(ds, bands, window, (h, w))
+    data, valid = _read(ds, bands, window, (h, w), mask)
     try:
-        pixels = normalise(data, valid)
+        pixels = normalise(data, valid, stretch)
     except EmptyDataError as exc:
         raise EmptyDataError(exc.message, ds.name) from None
     chip_to_map = (
         geometry.to_matrix(ds.window_transform(window))
         @ geometry.scaling(window.width / w, window.height / h)
     )
-    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), chip_to_map)
+    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), chip_to_map, stretch)
 
 
 def latitude(crs: CRS, xy: np.ndarray) -> float:

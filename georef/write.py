@@ -20,6 +20,7 @@ from rasterio.warp import reproject
 from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
+from tqdm import tqdm
 
 from georef import geometry
 from georef.align import Alignment
@@ -94,7 +95,7 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
 
 
 def write_aligned(
-    target: str | Path, output: str | Path, alignment: Alignment, gcps: int | None = None
+    target: str | Path, output: str | Path, alignment: Alignment, gcps: int | None = None, progress: bool = False
 ) -> Path:
     """Write the target's pixels with the alignment's georeference to a GeoTIFF.
 
@@ -107,6 +108,7 @@ def write_aligned(
         alignment: the georeference to give it.
         gcps: embed this many tie points as GCPs instead of a geotransform; a
             polynomial or spline model always travels as GCPs (default 64).
+        progress: show a progress bar.
     """
     output = Path(output)
     if alignment.model in WARP_MODELS and not gcps:
@@ -121,6 +123,8 @@ def write_aligned(
             "nodata": src.nodata,
             "crs": alignment.crs,
             "compress": "deflate",
+            "zlevel": 1,  # a scene is copied at close to decoding speed; higher levels save little
+            "num_threads": "ALL_CPUS",
             "tiled": True,
             "blockxsize": 256,
             "blockysize": 256,
@@ -144,7 +148,8 @@ def write_aligned(
                 dst.update_tags(b, **src.tags(b))
                 if src.descriptions[b - 1]:
                     dst.set_band_description(b, src.descriptions[b - 1])
-            for row in range(0, src.height, _ROWS_PER_CHUNK):
+            for row in tqdm(range(0, src.height, _ROWS_PER_CHUNK), desc="writing", unit="chunk",
+                            disable=not progress, leave=False):
                 window = Window(0, row, src.width, min(_ROWS_PER_CHUNK, src.height - row))
                 dst.write(src.read(window=window), window=window)
                 if copy_mask:

@@ -40,8 +40,9 @@ def _register() -> None:
     from georef.cli.gcps import gcps
     from georef.cli.matchers import matchers
     from georef.cli.models import models
+    from georef.cli.scene_benchmark import scene_benchmark
 
-    for command in (align, benchmark, gcps, fit, matchers, models):
+    for command in (align, benchmark, scene_benchmark, gcps, fit, matchers, models):
         cli.add_command(command)
 
 

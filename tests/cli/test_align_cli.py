@@ -58,10 +58,12 @@ def test_reference_without_crs(pair, tmp_path, scene):
     _assert_error(run("align", pair.target, "--ref", ref, "-o", tmp_path / "o.tif"), "nocrs.tif", "reference has no CRS")
 
 
-def test_target_without_georeference(pair, tmp_path, scene):
+def test_target_without_georeference_outside_the_reference(pair, tmp_path, scene):
     data, _ = crop(scene, 0, 0, 300)
     tgt = write_tif(tmp_path / "plain.tif", data, None, None)
-    _assert_error(run("align", tgt, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "plain.tif", "no georeference")
+    _assert_error(run("align", tgt, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "plain.tif",
+                  "not found in the reference by a global search", "--approx-center", code=3)
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_no_overlap(pair, tmp_path, scene):

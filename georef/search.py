@@ -1,0 +1,132 @@
+"""Finding a target with no georeference (or a wildly wrong one) anywhere in the reference.
+
+The reference, or the part of it around ``--approx-center``, is read at a coarse
+pixel size and matched against the target at several candidate target pixel
+sizes (when the target's own is unknown); the best-supported fit becomes the
+target's approximate georeference, which the normal coarse-to-fine alignment
+then refines.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from rasterio.warp import transform as transform_coords
+from rasterio.windows import Window
+
+from georef import geometry, raster
+from georef.errors import EmptyDataError, MatchingError, NoOverlapError
+from georef.fitting import fit_transform
+
+log = logging.getLogger(__name__)
+
+#: Long side of the reference image searched, pixels.
+SEARCH_SIZE = 3072
+#: Candidate target pixel sizes, in reference pixels, when the target's is unknown (steps of sqrt 2:
+#: learned matchers tolerate about 20 % of scale difference).
+SCALES = tuple(2 ** (k / 2) for k in range(9))
+
+
+def _region(ref_ds, approx_center: tuple[float, float] | None, radius_m: float) -> Window:
+    """The reference window to search: all of it, or a square around a lon/lat point."""
+    full = Window(0, 0, ref_ds.width, ref_ds.height)
+    if approx_center is None:
+        return full
+    xs, ys = transform_coords("EPSG:4326", ref_ds.crs, [approx_center[0]], [approx_center[1]])
+    col, row = ~ref_ds.transform * (xs[0], ys[0])
+    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, approx_center[1]))
+    c0, r0 = max(0, int(col - radius)), max(0, int(row - radius))
+    c1, r1 = min(ref_ds.width, int(col + radius) + 1), min(ref_ds.height, int(row + radius) + 1)
+    if c1 - c0 < 8 or r1 - r0 < 8:
+        raise NoOverlapError(f"--approx-center {approx_center[0]:g} {approx_center[1]:g} is outside it", ref_ds.name)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _parts(region: Window, side: int) -> list[Window]:
+    """Windows of ``side`` px overlapping by half, covering ``region`` (the region itself if smaller)."""
+    if side >= max(region.width, region.height):
+        return [region]
+    from georef.tiles import window_grid
+
+    return [Window(region.col_off + w.col_off, region.row_off + w.row_off, w.width, w.height)
+            for w in window_grid(int(region.width), int(region.height), side, side // 2)]
+
+
+def _plausible(matrix: np.ndarray, tolerance: float = 0.3) -> bool:
+    """A north-up target at about the candidate pixel size: near-unit scale, little rotation or shear.
+
+    Random matches also reach a dozen RANSAC inliers; their fits are arbitrary, which this catches.
+    """
+    singular = np.linalg.svd(matrix[:2, :2], compute_uv=False)
+    rotation = np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0]))
+    return bool(np.all(np.abs(singular - 1) < tolerance) and abs(rotation) < 20)
+
+
+def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=None,
+                  target_pixel_size: float | None = None, masks=(None, None)) -> tuple[raster.Georeference, float]:
+    """Locate the target in the reference.
+
+    Args:
+        tgt_ds, ref_ds: open datasets (the reference north-up and georeferenced).
+        tgt_bands, ref_bands: bands to read.
+        options: :class:`georef.align.AlignOptions` (matcher, threshold, gate, max_size).
+        approx_center: (lon, lat) to search around; None searches the whole reference.
+        target_pixel_size: the target's pixel size in reference units if known; else candidates are tried.
+        masks: exclusion masks of target and reference.
+
+    Returns:
+        The found georeference, and its uncertainty in metres (a few search pixels).
+
+    Raises:
+        MatchingError: no candidate found enough support.
+    """
+    from georef.matchers import create_matcher
+
+    matcher = create_matcher(options.matcher, options.weights)
+    ref_px = abs(ref_ds.transform.a)
+    mpu = raster.metres_per_unit(ref_ds.crs)
+    candidates = [target_pixel_size] if target_pixel_size else [ref_px * s for s in SCALES]
+    long_side = max(tgt_ds.width, tgt_ds.height)
+    best = None
+    for size in candidates:
+        region = _region(ref_ds, approx_center, 1.5 * long_side * size * mpu + 5000)
+        # Mutual matching drowns in look-alikes over an area much larger than the target:
+        # the region is searched in overlapping parts twice the target's extent.
+        part = int(2 * long_side * size / ref_px)
+        for window in _parts(region, part):
+            extent = max(window.width, window.height) * ref_px
+            working = max(size, extent / SEARCH_SIZE, size * long_side / options.max_size)
+            target_long = long_side * size / working
+            if target_long < 64:
+                log.debug("search at %.3g: target only %d px at the search scale, skipped", size, target_long)
+                continue
+            target_img = raster.read_target(tgt_ds, tgt_bands, int(round(target_long)), masks[0])
+            try:
+                chip = raster.read_reference_chip(ref_ds, ref_bands,
+                                                  geometry.to_matrix(ref_ds.window_transform(window)),
+                                                  window.width, window.height, 0.0, working, mask=masks[1])
+            except EmptyDataError:
+                continue
+            matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
+            try:
+                fit = fit_transform(geometry.index_to_raster(matches.points0),
+                                    geometry.index_to_raster(matches.points1), "affine", options.threshold_px,
+                                    options.seed)
+            except MatchingError:
+                continue
+            support = int(fit.inliers.sum())
+            if not _plausible(fit.matrix):
+                log.debug("search at target pixel %.3g: implausible fit (scale or shear), ignored", size)
+                continue
+            log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers", size, working,
+                     len(matches), support)
+            if best is None or support > best[0]:
+                best = (support, chip.to_world @ fit.matrix @ np.linalg.inv(target_img.to_world), working)
+    if best is None or best[0] < options.gate.min_inliers:
+        found = 0 if best is None else best[0]
+        raise MatchingError(f"not found in the reference by a global search ({found} inliers at best, "
+                            f"{options.gate.min_inliers} needed); give --approx-center LON LAT", tgt_ds.name)
+    support, pixel_to_map, working = best
+    log.info("search: found with %d inliers", support)
+    return raster.Georeference(pixel_to_map / pixel_to_map[2, 2], ref_ds.crs, "search"), 8 * working * mpu

@@ -1,0 +1,94 @@
+import zipfile
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from georef import geometry
+from georef.align import AlignOptions, estimate_alignment
+from georef.errors import BandError, RasterReadError
+from georef.inputs import ResolvedInput, product_band_files
+from georef.raster import ExclusionMask
+
+from conftest import crop, write_tif
+
+
+def _jp2(path, band, transform, crs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="JP2OpenJPEG", width=band.shape[-1], height=band.shape[-2],
+                       count=band.shape[0], dtype=band.dtype, crs=crs, transform=transform) as dst:
+        dst.write(band)
+
+
+@pytest.fixture
+def safe(tmp_path, scene):
+    """An L1C-like .SAFE folder holding a 600 px window as single-band B02/B03/B04 and a TCI, off by 80 m."""
+    data, truth = crop(scene, 800, 700, 600)
+    wrong = Affine.translation(80, -50) * truth
+    img = tmp_path / "S2B_MSIL1C_20240101T000000_N0510_R000_T18XXX_20240101T000000.SAFE" / "GRANULE" / \
+        "L1C_T18XXX_A000000_20240101T000000" / "IMG_DATA"
+    for name, band in zip(("B04", "B03", "B02"), data):
+        _jp2(img / f"T18XXX_20240101T000000_{name}.jp2", band[None], wrong, scene.crs)
+    tci = np.clip(data / 3000 * 255, 0, 255).astype(np.uint8)
+    _jp2(img / "T18XXX_20240101T000000_TCI.jp2", tci, wrong, scene.crs)
+    _jp2(img / "T18XXX_20240101T000000_B8A.jp2", data[:1, ::2, ::2], wrong, scene.crs)  # a 20 m band
+    return img.parents[2], truth
+
+
+def test_product_bands_are_found_in_folder_and_zip(safe, tmp_path):
+    folder, _ = safe
+    assert [f.rsplit("_", 1)[1] for f in product_band_files(folder, "B04,B03,B02")] == ["B04.jp2", "B03.jp2",
+                                                                                          "B02.jp2"]
+    assert product_band_files(folder)[0].endswith("_TCI.jp2")
+    with pytest.raises(BandError, match="no 10 m B05"):
+        product_band_files(folder, "B05")
+    archive = tmp_path / "product.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in folder.rglob("*.jp2"):
+            z.write(f, f.relative_to(folder.parent))
+    files = product_band_files(archive, "B04,B03,B02")
+    assert all(f.startswith("/vsizip/") for f in files)
+    with ResolvedInput(archive, "B04,B03,B02") as path, rasterio.open(path) as ds:
+        assert ds.count == 3 and ds.width == 600 and ds.crs is not None
+
+
+def test_not_a_product_is_a_clear_error(tmp_path):
+    (tmp_path / "x.SAFE").mkdir()
+    with pytest.raises(RasterReadError, match="x.SAFE: holds no IMG_DATA"):
+        product_band_files(tmp_path / "x.SAFE")
+
+
+@pytest.mark.parametrize("bands", ["TCI", "B04,B03,B02"])
+def test_a_safe_product_aligns(safe, pair, bands, scene, tmp_path):
+    folder, truth = safe
+    ref = write_tif(tmp_path / "ref.tif", *crop(scene, 600, 500, 1000), scene.crs)
+    result = estimate_alignment(folder, ref, AlignOptions(product_bands=bands))
+    assert result.quality.passed and result.target == str(folder)
+    assert geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 600, 600) / 10 < 0.3
+
+
+def test_band_files_given_together_are_stacked(tmp_path, scene):
+    data, t = crop(scene, 0, 0, 64)
+    files = [write_tif(tmp_path / f"b{i}.tif", data[i:i + 1], t, scene.crs) for i in range(3)]
+    with ResolvedInput(",".join(map(str, files))) as path, rasterio.open(path) as ds:
+        np.testing.assert_array_equal(ds.read(), data)
+    other = write_tif(tmp_path / "other.tif", data[:1, :32], t, scene.crs)
+    with pytest.raises(BandError, match="other.tif: is not on the grid"):
+        with ResolvedInput(f"{files[0]},{other}"):
+            pass
+
+
+def test_masked_pixels_carry_no_tie_points(pair, tmp_path):
+    with rasterio.open(pair.target) as src:
+        mask = np.zeros((src.height, src.width), np.uint8)
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8")
+    mask[:, :256] = 9  # e.g. a scene classification's "cloud" class over the left half
+    mask[:100, 300:] = 4  # "vegetation": kept unless listed
+    with rasterio.open(tmp_path / "scl.tif", "w", **profile) as dst:
+        dst.write(mask[None])
+    result = estimate_alignment(pair.target, pair.reference, AlignOptions(mask_target=f"{tmp_path / 'scl.tif'}:8,9,10",
+                                                                          refine=False))
+    tp = result.tie_points.target_px
+    assert result.quality.passed and tp[:, 0].min() > 250 and (tp[:, 1] < 100).any()
+    assert ExclusionMask.parse(str(tmp_path / "scl.tif")).values is None
