@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from rasterio.crs import CRS
 
 from georef import geometry, inputs, raster, search, tiles
@@ -210,6 +212,18 @@ class Alignment:
         return cls.from_dict(data.get("alignment", data))
 
 
+#: GDAL's block cache while georef reads and writes, unless GDAL_CACHEMAX is set: GDAL's
+#: default (5 % of RAM) alone would exceed the memory a whole scene should take.
+GDAL_CACHE_BYTES = 256 * 2**20
+
+
+def bounded_gdal_cache() -> rasterio.Env:
+    """A rasterio environment bounding GDAL's block cache (a user's GDAL_CACHEMAX wins)."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+
+
 def estimate_alignment(target: str | Path, reference: str | Path, options: AlignOptions | None = None,
                        progress: bool = False) -> Alignment:
     """Match a target against a reference and fit the target-pixel -> reference-map transform.
@@ -226,7 +240,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         MatchingError: too few matches to fit the model.
     """
     options = options or AlignOptions()
-    with inputs.ResolvedInput(target, options.product_bands) as tgt, \
+    with bounded_gdal_cache(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as ref:
         alignment = _estimate(tgt, ref, options, progress)
     alignment.target, alignment.reference = str(target), str(reference)
@@ -263,11 +277,9 @@ def _estimate(target: str, reference: str, options: AlignOptions, progress: bool
         working_to_map = footprint @ target_img.to_world
         pixel_size = float(np.sqrt(abs(np.linalg.det(working_to_map[:2, :2]))))
         tiled = options.tiles.size > 0 and max(tgt_ds.width, tgt_ds.height) > options.max_size
-        # Windows share the scenes' stretches; a stretch of only the searched chip would differ per window.
-        ref_stretch = raster.read_target(ref_ds, ref_bands, options.max_size, masks[1]).stretch if tiled else None
         chip = raster.read_reference_chip(
             ref_ds, ref_bands, footprint, tgt_ds.width, tgt_ds.height, options.max_shift_m, pixel_size,
-            ref_stretch, masks[1])
+            mask=masks[1])
         centre = geometry.apply(footprint, [[tgt_ds.width / 2, tgt_ds.height / 2]])[0]
         frame = _Frame(footprint, tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt(),
                        raster.metres_per_unit(ref_ds.crs, raster.latitude(ref_ds.crs, centre)))
@@ -318,7 +330,8 @@ def _estimate(target: str, reference: str, options: AlignOptions, progress: bool
 
     start = time.perf_counter()
     decimation = float(np.sqrt(abs(np.linalg.det(target_img.to_world[:2, :2]))))
-    results = tiles.match_windows(target, reference, alignment.transform, target_img, ref_stretch, options,
+    # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
+    results = tiles.match_windows(target, reference, alignment.transform, target_img, chip.stretch, options,
                                   margin_px=max(32.0, 4 * decimation), tgt_bands=tgt_bands, ref_bands=ref_bands,
                                   masks=masks, progress=progress)
     timings["windows"] = time.perf_counter() - start
@@ -522,7 +535,7 @@ def align_file(
     written = False
     if output is not None and (alignment.quality.passed or force):
         start = time.perf_counter()
-        with inputs.ResolvedInput(target, options.product_bands) as readable:
+        with bounded_gdal_cache(), inputs.ResolvedInput(target, options.product_bands) as readable:
             if warp:
                 write_warped(readable, output, alignment, Resampling[resampling], target_res)
             else:

@@ -384,6 +384,7 @@ def read_reference_chip(
     h, w = max(1, round(window.height * scale_y)), max(1, round(window.width * scale_x))
     data, valid = _read(ds, bands, window, (h, w), mask)
     try:
+        stretch = stretch or band_stretch(data, valid)
         pixels = normalise(data, valid, stretch)
     except EmptyDataError as exc:
         raise EmptyDataError(exc.message, ds.name) from None

@@ -42,9 +42,9 @@ class TileOptions:
         min_contrast: least standard deviation of a normalised window to be tried.
     """
 
-    size: int = 1024
-    overlap: int = 128
-    max_windows: int = 36
+    size: int = 512
+    overlap: int = 64
+    max_windows: int = 25
     jobs: int = 1
     points_per_window: int = 200
     min_valid: float = 0.2
@@ -68,13 +68,35 @@ def window_grid(width: int, height: int, size: int, overlap: int, max_windows: i
     cols, rows = starts(width), starts(height)
     if max_windows and len(cols) * len(rows) > max_windows:
         per_axis = max(1, int(np.sqrt(max_windows)))
-
-        def thin(values):
-            return [values[i] for i in np.unique(np.linspace(0, len(values) - 1, min(per_axis, len(values))).round()
-                                                 .astype(int))]
-
-        cols, rows = thin(cols), thin(rows)
+        cols, rows = _spread(cols, per_axis), _spread(rows, per_axis)
     return [Window(c, r, min(size, width - c), min(size, height - r)) for r in rows for c in cols]
+
+
+def _spread(values: list[int], n: int) -> list[int]:
+    """At most ``n`` of ``values``, evenly spread from the first to the last."""
+    picks = np.unique(np.linspace(0, len(values) - 1, min(n, len(values))).round().astype(int))
+    return [values[i] for i in picks]
+
+
+def block_aligned_grid(ds, tiles: TileOptions) -> list[Window] | None:
+    """Windows centred in the blocks of a tiled raster (JPEG2000 tiles), when a thinned grid is asked.
+
+    A window across block edges decodes up to four blocks; one inside a block decodes
+    one, and so does the reference window, which the coarse transform puts a few
+    pixels away. None where the raster is not tiled in blocks at least a window large.
+    """
+    bh, bw = ds.block_shapes[0]
+    if bw >= ds.width or bh < tiles.size or bw < tiles.size:
+        return None
+    # whole blocks only: a clipped edge block may be too small to centre a window in
+    cols = list(range(0, ds.width - bw + 1, bw))
+    rows = list(range(0, ds.height - bh + 1, bh))
+    if tiles.max_windows and len(cols) * len(rows) > tiles.max_windows:
+        per_axis = max(1, int(np.sqrt(tiles.max_windows)))
+        cols, rows = (_spread(v, per_axis) for v in (cols, rows))
+    off_x, off_y = (bw - tiles.size) // 2, (bh - tiles.size) // 2
+    out = [Window(c + off_x, r + off_y, tiles.size, tiles.size) for r in rows for c in cols]
+    return out or None
 
 
 @dataclass
@@ -153,12 +175,14 @@ def match_windows(
     tiles: TileOptions = options.tiles
     matcher = create_matcher(options.matcher, options.weights)
     pixel_size = float(np.sqrt(abs(np.linalg.det(coarse_to_map[:2, :2]))))
-    window_options = replace(options, model="affine")
+    # No guided second pass: the refinement that follows measures every window densely anyway.
+    window_options = replace(options, model="affine", guided_radius_px=0)
     datasets = _Datasets(target, reference)
     import rasterio
 
     with rasterio.open(target) as ds, rasterio.open(reference) as ref:
-        grid = window_grid(ds.width, ds.height, tiles.size, tiles.overlap, tiles.max_windows)
+        grid = block_aligned_grid(ds, tiles) or window_grid(ds.width, ds.height, tiles.size, tiles.overlap,
+                                                              tiles.max_windows)
         margin_m = margin_px * pixel_size * raster.metres_per_unit(
             ref.crs, raster.latitude(ref.crs, geometry.apply(coarse_to_map, [[ds.width / 2, ds.height / 2]])[0]))
 

