@@ -123,3 +123,20 @@ def test_gate_failure_exit_code_and_reason(pair, tmp_path):
 def test_bad_band_syntax_is_a_usage_error(pair, tmp_path, bad):
     result = run("align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--bands", bad)
     assert result.exit_code == 2 and "--bands" in result.output
+
+
+def test_plain_target_found_through_the_cli_with_approx_center(tmp_path, scene):
+    from rasterio.warp import transform as transform_coords
+
+    ref = write_tif(tmp_path / "ref.tif", scene.data, scene.transform, scene.crs)
+    data, truth = crop(scene, 900, 700, 600)
+    plain = write_tif(tmp_path / "plain.tif", data, None, None)
+    x, y = truth * (300, 300)
+    (lon,), (lat,) = transform_coords(scene.crs, "EPSG:4326", [x], [y])
+    out = tmp_path / "o.tif"
+    result = run("align", plain, "--ref", ref, "-o", out, "--approx-center", str(lon), str(lat), "--no-progress")
+    assert result.exit_code == 0, result.output
+    import rasterio
+
+    with rasterio.open(out) as ds:
+        assert abs(ds.transform.c - truth.c) < 5 and abs(ds.transform.f - truth.f) < 5 and ds.crs == scene.crs

@@ -19,3 +19,17 @@ def test_models_fetch_offline_is_a_clear_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["models", "fetch", "aliked_lightglue"])
     assert result.exit_code == 2 and "aliked_lightglue.pth" in result.output and "--weights" in result.output
     assert CliRunner().invoke(cli, ["models", "fetch", "nope"]).exit_code == 2
+
+
+def test_matchers_lists_every_matcher_and_user_weights_are_listed(tmp_path, monkeypatch):
+    from georef.matchers import MATCHERS
+    from georef.weights import USER_SUPPLIED
+
+    result = CliRunner().invoke(cli, ["matchers"])
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.output.splitlines()] == list(MATCHERS)
+    monkeypatch.setenv("GEOREF_HOME", str(tmp_path))
+    listing = CliRunner().invoke(cli, ["models", "list"]).output
+    for u in USER_SUPPLIED.values():
+        assert any(line.startswith(u.name + " ") and u.filename in line and "--weights" in line
+                   for line in listing.splitlines())
