@@ -95,8 +95,10 @@ class TrainableMatcher(nn.Module):
         k1 = normalize_keypoints(batch["keypoints1"], batch["size1"])
         d0, d1 = net.input_proj(batch["descriptors0"]), net.input_proj(batch["descriptors1"])
         e0, e1 = net.posenc(k0), net.posenc(k1)
-        # (B, 1, N, 1): broadcast over attention heads by kornia's masked layers
-        a0, a1 = m0[:, None, :, None], m1[:, None, :, None]
+        # (B, 1, N, 1): broadcast over attention heads by kornia's masked layers. Without padding
+        # no mask is passed, which lets attention use its fused kernels.
+        padded = not (bool(m0.all()) and bool(m1.all()))
+        a0, a1 = (m0[:, None, :, None], m1[:, None, :, None]) if padded else (None, None)
         pair = m0[:, :, None] & m1[:, None, :]
         out = []
         for i in range(net.conf.n_layers):

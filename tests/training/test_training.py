@@ -7,7 +7,7 @@ from training.config import TrainConfig, load_config
 from training.data import collate, ground_truth
 from training.model import assignment_loss, deep_loss
 
-from conftest import requires_s2_seasons
+from conftest import S2_SEASONS, requires_s2_seasons
 
 
 def test_config_defaults_yaml_and_typed_overrides(tmp_path):
@@ -80,7 +80,7 @@ def test_loss_prefers_the_true_assignment():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    return load_config(None, [f"out={out}", "max_keypoints=128", "variants=1", "batch_size=2", "epochs=1",
+    return load_config(None, [f"out={out}", f"data={S2_SEASONS}", "max_keypoints=128", "variants=1", "batch_size=2", "epochs=1",
                               "lr=1e-3", "val_limit=1", "train_tiles=T36UUA", "pairings=winter:summer"])
 
 
@@ -131,3 +131,36 @@ def test_fit_validates_resumes_and_keeps_the_best(tiny):
     again = Trainer(replace(tiny, epochs=2), progress=False).fit()  # resumes after epoch 1
     assert [h["epoch"] for h in again["history"]] == [0, 1, 2] and tiny_path.is_file()
     assert (tiny_path.parent / "checkpoints" / "best.pth").is_file()
+
+
+def test_the_same_machinery_fine_tunes_superglue(tmp_path, scene):
+    """SuperGlue from checkpoints of the official layout (generated: the real ones are not reachable)."""
+    from georef import raster
+    from matchers.test_superglue import generated_state, official_superglue_layout, official_superpoint_layout
+    from training.data import Sample
+    from training.model import FrozenFeatures, TrainableMatcher, build_core
+
+    torch.save(generated_state(official_superpoint_layout(), 0), tmp_path / "superpoint_v1.pth")
+    torch.save(generated_state(official_superglue_layout(), 1), tmp_path / "superglue_outdoor.pth")
+    core = build_core("superglue", str(tmp_path), max_keypoints=64)
+    features = FrozenFeatures("superglue", core)
+    data = scene.data[:, 600:856, 600:856]
+    image = raster.normalise(data, np.ones(data.shape[1:], bool))
+    f0, f1 = features(image[:200, :200]), features(image[20:220, 10:210])
+    matches, un0, un1 = ground_truth(f0["keypoints"].double().numpy(), f1["keypoints"].double().numpy(),
+                                     geometry.translation(-10, -20), (200, 200), (200, 200), 3.0, 6.0)
+    assert len(matches) > 5
+    sample = Sample(f0, f1, (200, 200), (200, 200), torch.from_numpy(matches), torch.from_numpy(un0),
+                    torch.from_numpy(un1))
+    model = TrainableMatcher(core)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    batch = collate([sample, sample])
+    losses = []
+    for _ in range(4):
+        optimizer.zero_grad()
+        loss = deep_loss(model(batch), batch, 0.5)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert set(model.official_state_dict()) == set(official_superglue_layout())
