@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import rasterio
 from rasterio.windows import Window
 from tqdm import tqdm
 
@@ -130,8 +131,6 @@ class _Datasets:
     def get(self):
         pair = getattr(self.local, "pair", None)
         if pair is None:
-            import rasterio
-
             pair = self.local.pair = tuple(rasterio.open(p) for p in self.paths)
             with self.lock:
                 self.opened.append(pair)
@@ -178,8 +177,6 @@ def match_windows(
     # No guided second pass: the refinement that follows measures every window densely anyway.
     window_options = replace(options, model="affine", guided_radius_px=0)
     datasets = _Datasets(target, reference)
-    import rasterio
-
     with rasterio.open(target) as ds, rasterio.open(reference) as ref:
         grid = block_aligned_grid(ds, tiles) or window_grid(ds.width, ds.height, tiles.size, tiles.overlap,
                                                               tiles.max_windows)

@@ -249,12 +249,9 @@ def run_scene_benchmark(out_dir: str | Path, source: str = "s2-seasons", data: s
     result = {"source": source, "size": SIZE, "build_s": build_s, "decode": decode, "align": aligned}
     if "transform" in aligned:
         errors_px = check_point_errors(np.asarray(aligned["transform"]), case.truth, SIZE, SIZE) / PIXEL_M
-        t = aligned["timings"]
         result["error_px"] = {"median": float(np.median(errors_px)), "max": float(errors_px.max()),
                               "within_1px": float(np.mean(errors_px <= 1.0))}
         result["ratio_total_to_decode"] = aligned["total_s"] / decode["decode_s"]
-        result["stages_s"] = {"decode+match (coarse read, windows)": t.get("read", 0) + t.get("windows", 0),
-                              **{k: v for k, v in t.items()}}
     small = _in_child(_align, str(case.small_target), str(case.small_reference), str(out_dir / "small_aligned.tif"),
                       options)
     result["no_georeference"] = small
