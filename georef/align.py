@@ -323,15 +323,15 @@ def _estimate(target: str, reference: str, options: AlignOptions, progress: bool
             fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px)
             refinement = {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
         timings["refine"] = time.perf_counter() - start
-    alignment = _assemble(options, frame, fit, support, src, dst, matches.confidence, target_img.to_world,
-                          chip.to_world, pixel_size, timings, refinement)
     if not tiled:
-        return alignment
+        return _assemble(options, frame, fit, support, src, dst, matches.confidence, target_img.to_world,
+                         chip.to_world, pixel_size, timings, refinement)
 
     start = time.perf_counter()
+    coarse_to_map, _ = _pixel_to_map(options, fit, src, dst, target_img.to_world, chip.to_world)
     decimation = float(np.sqrt(abs(np.linalg.det(target_img.to_world[:2, :2]))))
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
-    results = tiles.match_windows(target, reference, alignment.transform, target_img, chip.stretch, options,
+    results = tiles.match_windows(target, reference, coarse_to_map, target_img, chip.stretch, options,
                                   margin_px=max(32.0, 4 * decimation), tgt_bands=tgt_bands, ref_bands=ref_bands,
                                   masks=masks, progress=progress)
     timings["windows"] = time.perf_counter() - start
@@ -339,13 +339,15 @@ def _estimate(target: str, reference: str, options: AlignOptions, progress: bool
     used = [r for r in results if r.status == "matched"]
     if not used:
         log.warning("no window matched at full resolution; keeping the coarse alignment")
-        alignment.tiles = counts
-        return alignment
+        coarse = _assemble(options, frame, fit, support, src, dst, matches.confidence, target_img.to_world,
+                           chip.to_world, pixel_size, timings, refinement)
+        coarse.tiles = counts
+        return coarse
     target_px = np.concatenate([r.target_px for r in used])
     map_xy = np.concatenate([r.map_xy for r in used])
     confidence = np.concatenate([r.confidence for r in used])
     # One pooled fit in a frame whose pixel is a full-resolution target pixel on the reference's axes.
-    full_px = float(np.sqrt(abs(np.linalg.det(alignment.transform[:2, :2]))))
+    full_px = float(np.sqrt(abs(np.linalg.det(coarse_to_map[:2, :2]))))
     dst_to_world = geometry.translation(map_xy[:, 0].min(), map_xy[:, 1].max()) @ geometry.scaling(full_px, -full_px)
     dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
     start = time.perf_counter()
@@ -372,6 +374,20 @@ class _Frame:
     metres_per_unit: float
 
 
+def _pixel_to_map(options: AlignOptions, fit, src: np.ndarray, dst: np.ndarray, to_target: np.ndarray,
+                  dst_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3) target pixel -> reference map transform of a fit, and the (N,) inliers it rests on.
+
+    A warp model keeps the inliers of its own robust fit; its geotransform is their best affine.
+    """
+    if options.model in WARP_MODELS:
+        _, inliers = fit_model_robust(options.model, src, dst, fit.matrix, options.threshold_px)
+        return geometry.fit_affine_lstsq(geometry.apply(to_target, src)[inliers],
+                                         geometry.apply(dst_to_world, dst)[inliers]), inliers
+    transform = dst_to_world @ fit.matrix @ np.linalg.inv(to_target)
+    return transform / transform[2, 2], fit.inliers
+
+
 def _assemble(options: AlignOptions, frame: _Frame, fit, support: int, src: np.ndarray, dst: np.ndarray,
               confidence: np.ndarray, to_target: np.ndarray, dst_to_world: np.ndarray, pixel_size: float,
               timings: dict, refinement: dict) -> Alignment:
@@ -387,19 +403,15 @@ def _assemble(options: AlignOptions, frame: _Frame, fit, support: int, src: np.n
     metres_per_px = pixel_size * metres_per_unit / working_px
     target_px = geometry.apply(to_target, src)
     map_xy = geometry.apply(dst_to_world, dst)
-    inliers = fit.inliers
+    transform, inliers = _pixel_to_map(options, fit, src, dst, to_target, dst_to_world)
     if options.model in WARP_MODELS:
-        _, inliers = fit_model_robust(options.model, src, dst, fit.matrix, options.threshold_px)
-        # The pixel -> map model is refitted on those inliers: same points, map units.
+        # The pixel -> map model is refitted on the inliers: same points, map units.
         warp = fit_model(options.model, target_px[inliers], map_xy[inliers])
-        transform = geometry.fit_affine_lstsq(target_px[inliers], map_xy[inliers])
         residual_px = np.linalg.norm(warp.apply(target_px) - map_xy, axis=1) * metres_per_unit / metres_per_px
         if options.model == "tps":  # it interpolates its own points: only held-out residuals say anything
             residual_px[inliers] = held_out_errors("tps", target_px[inliers], map_xy[inliers]) * (
                 metres_per_unit / metres_per_px)
     else:
-        transform = dst_to_world @ fit.matrix @ np.linalg.inv(to_target)
-        transform /= transform[2, 2]
         residual_px = fit.residuals * working_px
     width, height, footprint = frame.width, frame.height, frame.footprint
     corners = geometry.corners(width, height)

@@ -88,6 +88,7 @@ def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=N
     mpu = raster.metres_per_unit(ref_ds.crs)
     candidates = [target_pixel_size] if target_pixel_size else [ref_px * s for s in SCALES]
     long_side = max(tgt_ds.width, tgt_ds.height)
+    targets: dict[int, raster.MatchImage] = {}  # the target decimated to a long side, by that side
     best = None
     for size in candidates:
         region = _region(ref_ds, approx_center, 1.5 * long_side * size * mpu + 5000)
@@ -101,7 +102,10 @@ def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=N
             if target_long < 64:
                 log.debug("search at %.3g: target only %d px at the search scale, skipped", size, target_long)
                 continue
-            target_img = raster.read_target(tgt_ds, tgt_bands, int(round(target_long)), masks[0])
+            target_img = targets.get(round(target_long))
+            if target_img is None:  # parts of one scale share it: read once
+                target_img = targets[round(target_long)] = raster.read_target(tgt_ds, tgt_bands,
+                                                                              round(target_long), masks[0])
             try:
                 chip = raster.read_reference_chip(ref_ds, ref_bands,
                                                   geometry.to_matrix(ref_ds.window_transform(window)),
