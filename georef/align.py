@@ -37,7 +37,9 @@ class AlignOptions:
 
     Attributes:
         matcher: matcher name (see :data:`georef.matchers.MATCHERS`).
-        model: transform model: one of :data:`georef.fitting.MODELS` (a 3x3 matrix),
+        model: transform model: ``auto`` (a similarity unless the tie points demand an
+            affine, see :func:`georef.fitting.select_model`), one of
+            :data:`georef.fitting.MODELS` (a 3x3 matrix),
             or of :data:`georef.models.WARP_MODELS` (polynomial or thin-plate spline,
             fitted to the pooled inlier tie points and carried by GCPs).
         bands: 1-based bands to read from both rasters; default true colour.
@@ -61,7 +63,7 @@ class AlignOptions:
     """
 
     matcher: str = "xfeat"
-    model: str = "affine"
+    model: str = "auto"
     bands: tuple[int, ...] | None = None
     max_shift_m: float = 600.0
     threshold_px: float = 2.0
@@ -320,7 +322,7 @@ def _estimate(target: str, reference: str, options: AlignOptions, progress: bool
         start = time.perf_counter()
         refined = refine(target_img.pixels, target_img.valid, chip.pixels, chip.valid, fit.matrix, base.model)
         if refined is not None:
-            fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px)
+            fit = fit.with_matrix(refined.matrix, src, dst, options.threshold_px, refined.model)
             refinement = {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
         timings["refine"] = time.perf_counter() - start
     if not tiled:
@@ -434,7 +436,7 @@ def _assemble(options: AlignOptions, frame: _Frame, fit, support: int, src: np.n
         target="",
         reference="",
         matcher=options.matcher,
-        model=options.model,
+        model=options.model if options.model in WARP_MODELS else fit.model,  # auto: the one chosen
         crs_wkt=frame.crs_wkt,
         transform=transform,
         width=width,

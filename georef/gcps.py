@@ -234,10 +234,10 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, referen
     Args:
         table: GCPs (disabled points are kept but not fitted).
         target: the raster they belong to.
-        model: any 3x3 or warp model name.
+        model: any 3x3 or warp model name, or ``auto``.
         reference: raster whose grid a warp snaps to; default a grid of the fitted pixel size.
     """
-    from georef.fitting import MIN_POINTS, MODELS, least_squares
+    from georef.fitting import AUTO, MIN_POINTS, MODELS, least_squares, select_model
     from georef.models import WARP_MODELS, fit_model, min_points
     from georef.quality import Quality, coverage
     from georef.raster import latitude, metres_per_unit, open_raster
@@ -245,6 +245,8 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, referen
     if table.crs is None:
         raise GcpFormatError("the GCPs carry no CRS", target)
     used = table.inlier
+    if model == AUTO:
+        model = select_model(table.pixel[used], table.map_xy[used])
     need = MIN_POINTS[model] if model in MODELS else min_points(model)
     if used.sum() < max(need, 3):
         raise GcpFormatError(f"{int(used.sum())} enabled GCPs; the {model} model needs {max(need, 3)}", target)

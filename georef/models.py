@@ -95,7 +95,10 @@ class ThinPlateSpline:
         system[:n, n:] = affine
         system[n:, :n] = affine.T
         rhs = np.vstack([dst, np.zeros((3, 2))])
-        weights = np.linalg.lstsq(system, rhs, rcond=None)[0]
+        try:
+            weights = np.linalg.solve(system, rhs)
+        except np.linalg.LinAlgError:  # repeated or collinear points: the least-squares solution
+            weights = np.linalg.lstsq(system, rhs, rcond=None)[0]
         return cls(p, weights, centre, scale)
 
     def apply(self, points: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ class Refinement:
 
     Attributes:
         matrix: (3, 3) refined target-raster -> chip-raster transform.
+        model: its model (the one chosen, where ``auto`` was asked).
         target_px: (M, 2) window centres, target working raster coordinates.
         chip_px: (M, 2) their measured positions in the chip.
         response: (M,) phase-correlation peak strength.
@@ -36,6 +37,7 @@ class Refinement:
     """
 
     matrix: np.ndarray
+    model: str
     target_px: np.ndarray
     chip_px: np.ndarray
     response: np.ndarray
@@ -55,6 +57,12 @@ def resample_to(chip: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) ->
     h, w = shape
     return cv2.warpPerspective(chip, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _window_sums(image: np.ndarray, window: int) -> np.ndarray:
+    """(H - window + 1, W - window + 1) sums of ``image`` over the window whose top-left pixel is [y, x]."""
+    total = cv2.integral(image, sdepth=cv2.CV_64F)
+    return total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
 
 
 def window_offsets(
@@ -83,14 +91,16 @@ def window_offsets(
     gt, gr = _gradient_magnitude(target), _gradient_magnitude(reference)
     hann = cv2.createHanningWindow((window, window), cv2.CV_32F)
     h, w = target.shape
+    # Window sums from integral images: the texture and validity checks cost O(1) per window.
+    invalid = _window_sums((~valid).astype(np.float64), window)
+    variance = [_window_sums(g.astype(np.float64) ** 2, window) / window**2
+                - (_window_sums(g.astype(np.float64), window) / window**2) ** 2 for g in (gt, gr)]
     centres, offsets, responses = [], [], []
     for y in range(0, h - window + 1, step):
         for x in range(0, w - window + 1, step):
-            if not valid[y:y + window, x:x + window].all():
+            if invalid[y, x] > 0.5 or min(variance[0][y, x], variance[1][y, x]) < 1e-6:
                 continue
             a, b = gt[y:y + window, x:x + window], gr[y:y + window, x:x + window]
-            if a.std() < 1e-3 or b.std() < 1e-3:
-                continue
             (dx, dy), response = cv2.phaseCorrelate(a, b, hann)
             if response < min_response or np.hypot(dx, dy) > max_offset:
                 continue
@@ -122,7 +132,7 @@ def refine(
         chip: (h, w) float32 reference chip.
         chip_valid: (h, w) bool.
         matrix: (3, 3) transform to refine, accurate to a few pixels.
-        model: transform model of the final fit.
+        model: transform model of the window fits (``auto`` chooses in each round).
         iterations: most resample-and-measure rounds; each shrinks the offsets that
             the biased single measurement underestimates.
         window: correlation window side, pixels.
@@ -145,7 +155,7 @@ def refine(
         fit = fit_transform(centres, chip_px, model, threshold)
         change = geometry.mean_corner_distance(fit.matrix, matrix, *target.shape[::-1])
         matrix = fit.matrix
-        result = Refinement(matrix, centres, chip_px, responses, fit.inliers)
+        result = Refinement(matrix, fit.model, centres, chip_px, responses, fit.inliers)
         log.info("refinement: %d windows, %d inliers, moved %.3f px", len(centres), fit.inliers.sum(), change)
         if change < converged_px:
             break

@@ -3,7 +3,7 @@ import pytest
 
 from georef import geometry
 from georef.errors import MatchingError
-from georef.fitting import MODELS, fit_transform
+from georef.fitting import AUTO, MODELS, blocked_errors, fit_transform, select_model
 
 
 def _points(n=100, seed=0):
@@ -49,3 +49,49 @@ def test_fit_is_repeatable_with_a_seed():
     a = fit_transform(src, dst, "affine", seed=7)
     b = fit_transform(src, dst, "affine", seed=7)
     np.testing.assert_array_equal(a.matrix, b.matrix)
+
+
+def _similarity_with_local_bias(seed=0):
+    """A similarity plus a smooth, spatially correlated offset field of about half a pixel,
+    the kind cross-season matches carry (shadows, snow edges), and fine noise."""
+    rng = np.random.default_rng(seed)
+    src = _points(300, seed)
+    truth = geometry.translation(3.0, -2.0) @ geometry.similarity_about((250, 250), 0.5, 1.003)
+    bias = 0.6 * np.stack([np.sin(src[:, 1] / 90 + 1), np.cos(src[:, 0] / 110)], axis=1)
+    return src, geometry.apply(truth, src) + bias + rng.normal(0, 0.15, src.shape), truth
+
+
+def test_auto_keeps_a_similarity_against_correlated_local_offsets():
+    src, dst, truth = _similarity_with_local_bias()
+    assert select_model(src, dst) == "similarity"
+    fit = fit_transform(src, dst, AUTO, threshold=2.0)
+    assert fit.model == "similarity"
+    # ...and is closer to the truth at the corners than the affine, which bends to the offsets.
+    affine = fit_transform(src, dst, "affine", threshold=2.0)
+    assert geometry.mean_corner_distance(fit.matrix, truth, 500, 500) < geometry.mean_corner_distance(
+        affine.matrix, truth, 500, 500)
+
+
+def test_auto_chooses_the_affine_for_a_real_shear_and_stretch():
+    rng = np.random.default_rng(2)
+    src = _points(300)
+    truth = np.array([[1.012, 0.008, 4.0], [0.002, 0.995, -6.0], [0.0, 0.0, 1.0]])  # 3-6 px at the corners
+    dst = geometry.apply(truth, src) + rng.normal(0, 0.3, src.shape)
+    dst[:50] = rng.uniform(0, 500, (50, 2))  # outliers: auto fits robustly before choosing
+    fit = fit_transform(src, dst, AUTO, threshold=2.0)
+    assert fit.model == "affine"
+    assert geometry.mean_corner_distance(fit.matrix, truth, 500, 500) < 0.2
+
+
+def test_auto_with_too_few_points_to_judge_is_the_affine():
+    src = _points(20)
+    assert select_model(src, src + 1.0) == "affine"
+
+
+def test_blocked_errors_hold_each_block_out():
+    src = _points(90)
+    dst = src + (2.0, 1.0)
+    dst[src[:, 0] < 100] += 5.0  # one strip offset: held out, no other block predicts it
+    errors = blocked_errors("shift", src, dst)
+    assert np.isfinite(errors).all()
+    assert errors[src[:, 0] < 100].min() > errors[src[:, 0] > 200].max()

@@ -43,7 +43,7 @@ class Setting:
 
 
 def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
-    """The summary key of a setting and group, e.g. ``xfeat/affine/2 winter->summer``."""
+    """The summary key of a setting and group, e.g. ``xfeat/auto/2 winter->summer``."""
     return f"{matcher}/{model}/{threshold} {group}"
 
 
@@ -111,7 +111,7 @@ def run_benchmark(
     cases: list[Case],
     matchers: list[str],
     out_dir: str | Path,
-    models: list[str] = ("affine",),
+    models: list[str] = ("auto",),
     thresholds: list[float] = (),
     options: AlignOptions | None = None,
     progress: bool = True,
@@ -196,7 +196,7 @@ def benchmark(
     out_dir: str | Path,
     spec=None,
     matchers: list[str] = ("xfeat",),
-    models: list[str] = ("affine",),
+    models: list[str] = ("auto",),
     thresholds: list[float] = (),
     options: AlignOptions | None = None,
     command: str = "",

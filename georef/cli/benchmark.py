@@ -9,7 +9,7 @@ import click
 
 from georef.align import AlignOptions
 from georef.cli import options
-from georef.fitting import MODELS
+from georef.fitting import AUTO, MODELS
 from georef.matchers import MATCHERS
 
 
@@ -45,7 +45,7 @@ def _seasons(ctx, param, value):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--matchers", default="xfeat", show_default=True, callback=_names(MATCHERS),
               help="Comma-separated matchers, compared side by side.")
-@click.option("--models", default="affine", show_default=True, callback=_names(MODELS),
+@click.option("--models", default=AUTO, show_default=True, callback=_names((AUTO, *MODELS)),
               help="Comma-separated transform models, compared side by side.")
 @click.option("--thresholds", callback=_floats, help="RANSAC thresholds (px) to sweep, e.g. 1,3,5,10.")
 @click.option("--seasons", callback=_seasons, default="winter:summer", show_default=True,

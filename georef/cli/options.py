@@ -6,7 +6,7 @@ import re
 
 import click
 
-from georef.fitting import MODELS
+from georef.fitting import AUTO, MODELS
 from georef.matchers import MATCHERS
 from georef.models import WARP_MODELS
 
@@ -39,8 +39,9 @@ matcher = click.option(
     "--matcher", type=click.Choice(MATCHERS), default="xfeat", show_default=True, help="Feature matcher."
 )
 model = click.option(
-    "--model", type=click.Choice(MODELS + WARP_MODELS), default="affine", show_default=True,
-    help="Transform model; poly1-3 and tps travel as GCPs.",
+    "--model", type=click.Choice((AUTO, *MODELS, *WARP_MODELS)), default=AUTO, show_default=True,
+    help="Transform model; auto: similarity unless the tie points support an affine; poly1-3 and tps travel "
+         "as GCPs.",
 )
 warp = click.option("--warp", is_flag=True, help="Write a resampled Cloud-Optimized GeoTIFF on the reference grid.")
 target_res = click.option("--target-res", type=click.FloatRange(min=0, min_open=True),

@@ -99,7 +99,7 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
     return stderr
 
 
-def align(python: str, target: str, reference: str, output: str, matcher: str = "xfeat", model: str = "affine",
+def align(python: str, target: str, reference: str, output: str, matcher: str = "xfeat", model: str = "auto",
           gcp_layer: str | None = None, is_canceled: Callable[[], bool] = lambda: False,
           progress: Callable[[float], None] = lambda p: None) -> Result:
     """Align ``target`` onto ``reference``; write ``output`` and, if asked, a GCP GeoPackage."""

@@ -7,7 +7,7 @@ from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout
 
 MATCHERS = ["xfeat", "sift", "xfeat-lightglue", "aliked-lightglue", "disk-lightglue"]
-MODELS = ["affine", "similarity", "shift", "homography", "poly1", "poly2", "poly3", "tps"]
+MODELS = ["auto", "affine", "similarity", "shift", "homography", "poly1", "poly2", "poly3", "tps"]
 
 
 class AlignDialog(QDialog):

@@ -62,7 +62,7 @@ def test_csv_pairs_with_and_without_truth(tmp_path, scene):
     assert cases[0].truth is not None and cases[1].truth is None
     assert cases[0].metres_per_px == pytest.approx(10) and cases[0].name != cases[1].name
     summary = bench_run.benchmark(tmp_path / "pairs.csv", tmp_path / "out")
-    entry = summary["settings"]["xfeat/affine/2 pairs"]
+    entry = summary["settings"]["xfeat/auto/2 pairs"]
     assert entry["cases"] == 1 and entry["cases_without_truth"] == 1 and entry["within_1px"] == 1.0
 
 
@@ -78,8 +78,8 @@ def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
     xfeat = [r for r in rows if r["matcher"] == "xfeat" and r["threshold"] == "2"]
     assert all(0 <= float(r["error_px"]) < 5 and 0 < float(r["inlier_ratio"]) <= 1 for r in xfeat)
     summary = json.loads((out / "summary.json").read_text())["settings"]
-    assert set(summary) == {f"{m}/affine/{t} winter->summer" for m in ("xfeat", "sift") for t in ("1", "2", "3")}
-    assert summary["xfeat/affine/2 winter->summer"]["cases"] == 2
+    assert set(summary) == {f"{m}/auto/{t} winter->summer" for m in ("xfeat", "sift") for t in ("1", "2", "3")}
+    assert summary["xfeat/auto/2 winter->summer"]["cases"] == 2
     for name in ("cdf.png", "sweep.png", "matches.png", "report.md"):
         assert (out / name).stat().st_size > 1000, name
     assert "wrong but accepted" in (out / "report.md").read_text()

@@ -25,7 +25,8 @@ def test_align_writes_output_and_report(pair, tmp_path):
     assert result.exit_code == 0, result.output
     assert "quality gate passed" in result.output
     data = json.loads(report.read_text())
-    assert data["status"] == "passed" and data["matcher"] == "xfeat" and data["model"] == "affine"
+    assert data["status"] == "passed" and data["matcher"] == "xfeat"
+    assert data["model"] == "similarity"  # auto: a shifted subtile needs no affine
     for key in ("matches", "inliers", "rmse_px", "max_px", "rmse_m", "max_m", "coverage", "timings_s", "versions"):
         assert key in data
     assert set(data["timings_s"]) == {"read", "match", "fit", "refine", "write"}
