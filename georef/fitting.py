@@ -246,8 +246,8 @@ def select_model(
         return "affine"  # too few to judge: do not constrain the fit
     similarity, affine = least_squares("similarity", src, dst), least_squares("affine", src, dst)
     scatter = float(np.sqrt(np.mean(np.sum((geometry.apply(affine, src) - dst) ** 2, axis=1))))
-    lo, hi = src.min(axis=0), src.max(axis=0)
-    extent = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [lo[0], hi[1]], [hi[0], hi[1]]])
+    lo = src.min(axis=0)
+    extent = geometry.corners(*(src.max(axis=0) - lo)) + lo
     departure = float(np.linalg.norm(geometry.apply(similarity, extent) - geometry.apply(affine, extent), axis=1).max())
     held_out = {name: float(np.sqrt(np.nanmean(blocked_errors(name, src, dst, blocks) ** 2)))
                 for name in ("similarity", "affine")}

@@ -65,6 +65,13 @@ def _window_sums(image: np.ndarray, window: int) -> np.ndarray:
     return total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
 
 
+def _window_variance(image: np.ndarray, window: int) -> np.ndarray:
+    """Variance of ``image`` over each window, indexed like :func:`_window_sums`."""
+    values = image.astype(np.float64)
+    mean = _window_sums(values, window) / window**2
+    return _window_sums(values**2, window) / window**2 - mean**2
+
+
 def window_offsets(
     target: np.ndarray,
     reference: np.ndarray,
@@ -93,8 +100,7 @@ def window_offsets(
     h, w = target.shape
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
     invalid = _window_sums((~valid).astype(np.float64), window)
-    variance = [_window_sums(g.astype(np.float64) ** 2, window) / window**2
-                - (_window_sums(g.astype(np.float64), window) / window**2) ** 2 for g in (gt, gr)]
+    variance = [_window_variance(g, window) for g in (gt, gr)]
     centres, offsets, responses = [], [], []
     for y in range(0, h - window + 1, step):
         for x in range(0, w - window + 1, step):
