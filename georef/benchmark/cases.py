@@ -212,8 +212,7 @@ def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed:
     _, h, w = target.shape
     warp = spec.draw(_case_rng(seed, pair.name), w, h)
     warped, valid = warp_pixels(target, warp)
-    stem = workdir / pair.tile / Path(pair.file).stem
-    tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_warped.tif"), warped, pair.geotransform, pair.crs, valid)
+    tgt_path = write_geotiff(_target_path(pair, workdir, "warped"), warped, pair.geotransform, pair.crs, valid)
     ref_path = reference_geotiff(pair, workdir)
     truth = geometry.to_matrix(pair.geotransform) @ np.linalg.inv(warp)
     return Case(pair.name, tgt_path, ref_path, truth, w, h, abs(pair.geotransform.a), valid, pair.group)
@@ -225,10 +224,14 @@ def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed:
     _, h, w = target.shape
     dx, dy = _case_rng(seed, pair.name).uniform(-max_shift_m, max_shift_m, 2)
     wrong = Affine.translation(dx, dy) * pair.geotransform
-    stem = workdir / pair.tile / Path(pair.file).stem
-    tgt_path = write_geotiff(Path(f"{stem}_{pair.target_season}_shifted.tif"), target, wrong, pair.crs)
+    tgt_path = write_geotiff(_target_path(pair, workdir, "shifted"), target, wrong, pair.crs)
     return Case(pair.name, tgt_path, reference_geotiff(pair, workdir), geometry.to_matrix(pair.geotransform),
                 w, h, abs(pair.geotransform.a), group=pair.group)
+
+
+def _target_path(pair: Pair, workdir: Path, kind: str) -> Path:
+    # Each case draws its own misregistration: one file per season pair, even where two share a target season.
+    return workdir / pair.tile / f"{Path(pair.file).stem}_{pair.target_season}_to_{pair.reference_season}_{kind}.tif"
 
 
 def reference_geotiff(pair: Pair, workdir: Path) -> Path:

@@ -119,8 +119,44 @@ def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_li
     return path
 
 
-def write_markdown(summary: dict, path: Path, command: str, images: list[str]) -> Path:
-    """The report: one table per season of settings, the threshold sweep, the plots."""
+def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str]:
+    """The report's season-consistency section; empty where no season triangle was run."""
+    from georef.benchmark.consistency import season_consistency
+
+    settings = sorted({k.split(" ")[0] for k in keys})
+    results = {s: season_consistency([r for r in rows if "/".join((r["matcher"], r["model"], r["threshold"])) == s],
+                                     cases) for s in settings}
+    if not any(closures for _, closures in results.values()):
+        return []
+    lines = [
+        "## Season consistency",
+        "",
+        ("The truth takes all seasons of a file to share one pixel grid. *Offset*: the mean error at the "
+         "targets' centres per tile and season pair (pixels, x east, y south). *Loop closure*: the "
+         "a->b estimate against a->c followed by c->b, per file, with no truth involved. Where a tile's mean "
+         "a->b offset equals its a->c offset plus its c->b offset, and exceeds their spread, it is in the data: "
+         "no method scores below it against this truth."),
+        "",
+        "| setting | tile | season pair | cases | offset x px | offset y px | spread px |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for setting, (offsets, _) in results.items():
+        lines += [f"| {setting} | {o.tile} | {o.group} | {o.cases} | {o.x_px:+.2f} | {o.y_px:+.2f} | "
+                  f"{o.spread_px:.2f} |" for o in offsets]
+    lines += ["", ("| setting | tile | loop a->c->b | cases | median closure px | mean offset a->b px | "
+                   "a->c plus c->b px |"), "| --- | --- | --- | --- | --- | --- | --- |"]
+    for setting, (offsets, closures) in results.items():
+        mean = {(o.tile, o.group): np.array([o.x_px, o.y_px]) for o in offsets}
+        for c in closures:
+            a, via, b = c.loop.split("->")
+            direct, composed = mean[c.tile, f"{a}->{b}"], mean[c.tile, f"{a}->{via}"] + mean[c.tile, f"{via}->{b}"]
+            lines.append(f"| {setting} | {c.tile} | {c.loop} | {c.cases} | {c.median_px:.2f} | "
+                         f"({direct[0]:+.2f}, {direct[1]:+.2f}) | ({composed[0]:+.2f}, {composed[1]:+.2f}) |")
+    return [*lines, ""]
+
+
+def write_markdown(summary: dict, path: Path, command: str, images: list[str], extra: list[str] = ()) -> Path:
+    """The report: one table per season of settings, the threshold sweep, the plots, ``extra`` sections."""
     entries = summary["settings"]
     head = ["setting", "cases"] + [f"< {t:g} px" for t in THRESHOLDS_PX] + [
         "median px", "p90 px", f"AUC@{CDF_MAX_PX:g}px", "accepted", f"**wrong but accepted** (> {WRONG_PX:g} px)",
@@ -143,7 +179,7 @@ def write_markdown(summary: dict, path: Path, command: str, images: list[str]) -
             f"{e['accepted']}", f"**{e['wrong_but_accepted']}**", f"{e['median_inliers']:.0f}",
             f"{e['median_inlier_ratio']:.2f}", f"{e['median_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *[f"![{name}]({name})" for name in images], ""]
+    lines += ["", *extra, *[f"![{name}]({name})" for name in images], ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -181,4 +217,4 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
                 views.append((by_name[r["case"]], path))
     if views:
         images.append(plot_matches([c for c, _ in views], [p for _, p in views], out_dir / "matches.png").name)
-    return write_markdown(summary, out_dir / "report.md", command, images)
+    return write_markdown(summary, out_dir / "report.md", command, images, consistency_lines(rows, cases, main))

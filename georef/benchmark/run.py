@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FIELDS = [
     "case", "group", "matcher", "model", "threshold", "status", "error_px", "error_m", "checkpoint_rmse_px",
     "matches", "inliers", "support", "inlier_ratio", "rmse_px", "coverage", "accepted",
-    "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s",
+    "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s", "estimate",
 ]
 
 
@@ -104,7 +104,14 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         "accepted": q.passed,
         **{f"{stage}_s": t.get(stage) for stage in ("read", "match", "fit", "refine", "write")},
         "total_s": total,
+        "estimate": _affine_text(estimate, case.width, case.height),
     }
+
+
+def _affine_text(matrix: np.ndarray, width: int, height: int) -> str:
+    """The six affine coefficients (rasterio order) of a target pixel -> map transform, for ``cases.csv``."""
+    affine = matrix if np.allclose(matrix[2], (0, 0, 1)) else geometry.best_affine(matrix, width, height)
+    return " ".join(f"{v:.12g}" for v in affine[:2].ravel())
 
 
 def run_benchmark(
@@ -140,6 +147,8 @@ def run_benchmark(
     settings += [Setting(m, models[0], t) for m in matchers for t in thresholds if t != base.threshold_px]
     csv_path = out_dir / "cases.csv"
     rows = _read_rows(csv_path)
+    if rows and list(rows[0]) != FIELDS:  # written by an older version: same rows, current columns
+        _write_rows(csv_path, rows)
     done = {(r["case"], r["matcher"], r["model"], r["threshold"]) for r in rows}
     todo = [(s, c) for s in settings for c in cases if (c.name, *s.key) not in done]
     new_file = not csv_path.exists()
@@ -184,6 +193,15 @@ def _read_rows(path: Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def read_rows(out_dir: str | Path) -> list[dict]:

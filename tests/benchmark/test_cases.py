@@ -3,13 +3,20 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from conftest import S2_SEASONS, requires_s2_seasons
 
 from georef import geometry
-from georef.benchmark.cases import WarpSpec, make_shift_case, make_warp_case, s2_seasons_pairs, warp_pixels
+from georef.benchmark.cases import (
+    CaseSpec,
+    WarpSpec,
+    build_cases,
+    make_shift_case,
+    make_warp_case,
+    s2_seasons_pairs,
+    warp_pixels,
+)
 from georef.benchmark.metrics import check_point_rmse, corner_error, summarise
 from georef.fitting import fit_transform
-
-from conftest import S2_SEASONS, requires_s2_seasons
 
 
 def test_warp_pixels_moves_content_by_the_transform():
@@ -58,6 +65,15 @@ def test_warp_case_truth_is_consistent_with_the_pixels(tmp_path):
 
     result = estimate_alignment(case.target, case.reference)
     assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.3
+
+
+@requires_s2_seasons
+def test_season_pairs_sharing_a_target_season_keep_their_own_warped_target(tmp_path):
+    spec = CaseSpec(seasons=(("winter", "summer"), ("winter", "summer_prev")), tiles=("T35UNQ",), limit=2)
+    first, second = build_cases(S2_SEASONS, tmp_path, spec)
+    assert first.target != second.target and not np.allclose(first.truth, second.truth)
+    with rasterio.open(first.target) as a, rasterio.open(second.target) as b:
+        assert not np.array_equal(a.read(), b.read())
 
 
 @requires_s2_seasons

@@ -1,0 +1,117 @@
+"""Season consistency: how far the benchmark's truth itself is from the data.
+
+The s2-seasons truth assumes that all seasons of a file share one pixel grid. Where
+the benchmark ran the three season pairs of a triangle (a->b, a->c and c->b) the
+estimates can be checked against each other without any truth: if each is right,
+the a->b error is the a->c error followed by the c->b error (loop closure). Where
+the closure is small but the errors are not, the offset is in the data; no method
+can score below it against that truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import permutations
+
+import numpy as np
+
+from georef import geometry
+from georef.benchmark.cases import Case
+
+
+@dataclass
+class SeasonOffset:
+    """Mean error of one setting at the targets' centres, over one tile's cases of a season pair.
+
+    Attributes:
+        tile: the tile.
+        group: the season pair, ``target->reference``.
+        cases: cases averaged.
+        x_px, y_px: mean offset in pixels of the error's size (x east, y south on a north-up grid).
+        spread_px: standard deviation of the offsets' length around their mean, pixels.
+    """
+
+    tile: str
+    group: str
+    cases: int
+    x_px: float
+    y_px: float
+    spread_px: float
+
+
+@dataclass
+class LoopClosure:
+    """Agreement of one setting's estimates around a season triangle, over one tile's files.
+
+    Attributes:
+        tile: the tile.
+        loop: ``a->c->b``, compared with ``a->b``.
+        cases: files with all three estimates.
+        median_px: median closure, mean distance at the target's corners, in pixels of the error's size.
+    """
+
+    tile: str
+    loop: str
+    cases: int
+    median_px: float
+
+
+def parse_estimate(text: str) -> np.ndarray:
+    """The (3, 3) matrix of a ``cases.csv`` estimate (six affine coefficients, rasterio order)."""
+    a, b, c, d, e, f = (float(v) for v in text.split())
+    return np.array([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]])
+
+
+def _split(name: str) -> tuple[str, str, str]:
+    """(tile, file, group) of an s2-seasons case name ``TILE/FILE:TARGET->REFERENCE``."""
+    place, _, group = name.partition(":")
+    tile, _, _ = place.partition("/")
+    return tile, place, group
+
+
+def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[SeasonOffset], list[LoopClosure]]:
+    """Per-tile offsets and loop closures of one setting's rows.
+
+    Args:
+        rows: ``cases.csv`` rows of one setting (matcher, model, threshold), with estimates.
+        cases: the cases, for their truths.
+
+    Returns:
+        Offsets per tile and season pair, and closures per tile and season triangle
+        (empty where no triangle was run).
+    """
+    by_name = {c.name: c for c in cases}
+    errors: dict[tuple[str, str], np.ndarray] = {}  # (file, group) -> map -> map error transform
+    truths: dict[tuple[str, str], Case] = {}
+    offsets: dict[tuple[str, str], list[np.ndarray]] = {}
+    for row in rows:
+        case = by_name.get(row["case"])
+        if case is None or case.truth is None or not row.get("estimate"):
+            continue
+        estimate = parse_estimate(row["estimate"])
+        tile, place, group = _split(case.name)
+        errors[place, group] = estimate @ np.linalg.inv(case.truth)
+        truths[place, group] = case
+        centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
+        east, north = (geometry.apply(errors[place, group], centre) - centre)[0] / case.metres_per_px
+        offsets.setdefault((tile, group), []).append(np.array([east, -north]))
+    season_offsets = []
+    for (tile, group), values in sorted(offsets.items()):
+        v = np.array(values)
+        spread = float(np.sqrt(np.mean(np.sum((v - v.mean(axis=0)) ** 2, axis=1))))
+        season_offsets.append(SeasonOffset(tile, group, len(v), *map(float, v.mean(axis=0)), spread))
+    closures: dict[tuple[str, str], list[float]] = {}
+    places = sorted({place for place, _ in errors})
+    for place in places:
+        seasons = {s for p, g in errors if p == place for s in g.split("->")}
+        for a, c, b in permutations(sorted(seasons), 3):
+            keys = [(place, f"{a}->{b}"), (place, f"{a}->{c}"), (place, f"{c}->{b}")]
+            if not all(k in errors for k in keys):
+                continue
+            direct, first, second = (errors[k] for k in keys)
+            case = truths[keys[0]]
+            gap = geometry.mean_corner_distance(direct @ case.truth, second @ first @ case.truth, case.width,
+                                                case.height)
+            closures.setdefault((_split(case.name)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
+    loop_closures = [LoopClosure(tile, loop, len(v), float(np.median(v))) for (tile, loop), v in sorted(closures.items())]
+    return season_offsets, loop_closures
