@@ -27,8 +27,8 @@ class SeasonOffset:
         tile: the tile.
         group: the season pair, ``target->reference``.
         cases: cases averaged.
-        x_px, y_px: mean offset in pixels of the error's size (x east, y south on a north-up grid).
-        spread_px: standard deviation of the offsets' length around their mean, pixels.
+        x_px, y_px: mean offset in pixels like ``error_px`` (x east, y south on a north-up grid).
+        spread_px: RMS distance of the offsets from their mean, pixels.
     """
 
     tile: str
@@ -47,7 +47,7 @@ class LoopClosure:
         tile: the tile.
         loop: ``a->c->b``, compared with ``a->b``.
         cases: files with all three estimates.
-        median_px: median closure, mean distance at the target's corners, in pixels of the error's size.
+        median_px: median closure, mean distance at the target's corners in pixels like ``error_px``.
     """
 
     tile: str
@@ -82,7 +82,7 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
     """
     by_name = {c.name: c for c in cases}
     errors: dict[tuple[str, str], np.ndarray] = {}  # (file, group) -> map -> map error transform
-    truths: dict[tuple[str, str], Case] = {}
+    case_of: dict[tuple[str, str], Case] = {}
     offsets: dict[tuple[str, str], list[np.ndarray]] = {}
     for row in rows:
         case = by_name.get(row["case"])
@@ -91,7 +91,7 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         estimate = parse_estimate(row["estimate"])
         tile, place, group = _split(case.name)
         errors[place, group] = estimate @ np.linalg.inv(case.truth)
-        truths[place, group] = case
+        case_of[place, group] = case
         centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
         east, north = (geometry.apply(errors[place, group], centre) - centre)[0] / case.metres_per_px
         offsets.setdefault((tile, group), []).append(np.array([east, -north]))
@@ -109,7 +109,7 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
             if not all(k in errors for k in keys):
                 continue
             direct, first, second = (errors[k] for k in keys)
-            case = truths[keys[0]]
+            case = case_of[keys[0]]
             gap = geometry.mean_corner_distance(direct @ case.truth, second @ first @ case.truth, case.width,
                                                 case.height)
             closures.setdefault((_split(case.name)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
