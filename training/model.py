@@ -95,14 +95,19 @@ class TrainableMatcher(nn.Module):
         k1 = normalize_keypoints(batch["keypoints1"], batch["size1"])
         d0, d1 = net.input_proj(batch["descriptors0"]), net.input_proj(batch["descriptors1"])
         e0, e1 = net.posenc(k0), net.posenc(k1)
-        # (B, 1, N, 1): broadcast over attention heads by kornia's masked layers. Without padding
-        # no mask is passed, which lets attention use its fused kernels.
-        padded = not (bool(m0.all()) and bool(m1.all()))
-        a0, a1 = (m0[:, None, :, None], m1[:, None, :, None]) if padded else (None, None)
         pair = m0[:, :, None] & m1[:, None, :]
+        # Without padding no mask is passed, which lets attention use its fused kernels.
+        padded = not (bool(m0.all()) and bool(m1.all()))
+        if padded:
+            bias0, bias1, bias01 = (_attention_bias(a, b) for a, b in ((m0, m0), (m1, m1), (m0, m1)))
         out = []
         for i in range(net.conf.n_layers):
-            d0, d1 = net.transformers[i](d0, d1, e0, e1, mask0=a0, mask1=a1)
+            layer = net.transformers[i]
+            if padded:
+                d0, d1 = layer.self_attn(d0, e0, bias0), layer.self_attn(d1, e1, bias1)
+                d0, d1 = _cross_attention(layer.cross_attn, d0, d1, bias01)
+            else:
+                d0, d1 = layer(d0, d1, e0, e1)
             out.append(_masked_assignment(net.log_assignment[i], d0, d1, pair))
         return out
 
@@ -119,6 +124,30 @@ class TrainableMatcher(nn.Module):
                     key = ".".join([part, prefix[1], *prefix[3:]])
             renamed[key] = value
         return renamed
+
+
+def _attention_bias(valid_q: torch.Tensor, valid_k: torch.Tensor) -> torch.Tensor:
+    """(B, 1, N, M) additive attention bias: 0 between valid keypoints, a large negative number otherwise.
+
+    A finite bias instead of a boolean mask: a padded query row would otherwise be masked
+    entirely, and its softmax (NaN, zeroed in the forward pass) sends NaN gradients back.
+    """
+    pair = valid_q[:, None, :, None] & valid_k[:, None, None, :]
+    return torch.zeros(pair.shape).masked_fill(~pair, _PADDED).to(pair.device)
+
+
+def _cross_attention(block, x0: torch.Tensor, x1: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """kornia's ``CrossBlock`` forward with an additive bias instead of a boolean mask (same weights)."""
+    qk0, qk1 = block.map_(block.to_qk, x0, x1)
+    v0, v1 = block.map_(block.to_v, x0, x1)
+    qk0, qk1, v0, v1 = (t.unflatten(-1, (block.heads, -1)).transpose(1, 2) for t in (qk0, qk1, v0, v1))
+    qk0, qk1 = qk0 * block.scale**0.5, qk1 * block.scale**0.5
+    sim = torch.einsum("bhid, bhjd -> bhij", qk0, qk1) + bias
+    m0 = torch.einsum("bhij, bhjd -> bhid", F.softmax(sim, dim=-1), v1)
+    m1 = torch.einsum("bhji, bhjd -> bhid", F.softmax(sim, dim=-2), v0)
+    m0, m1 = block.map_(lambda t: t.transpose(1, 2).flatten(start_dim=-2), m0, m1)
+    m0, m1 = block.map_(block.to_out, m0, m1)
+    return x0 + block.ffn(torch.cat([x0, m0], -1)), x1 + block.ffn(torch.cat([x1, m1], -1))
 
 
 def _masked_assignment(assignment, desc0, desc1, pair_mask) -> torch.Tensor:

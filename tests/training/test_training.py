@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -84,20 +86,35 @@ def tiny(tmp_path_factory):
                               "lr=1e-3", "val_limit=1", "train_tiles=T36UUA", "pairings=winter:summer"])
 
 
+def _truncated(sample, keep0: int, keep1: int):
+    """The sample with only its first keypoints on each side: padded when batched with full ones."""
+    kept = (sample.matches[:, 0] < keep0) & (sample.matches[:, 1] < keep1)
+    return dataclasses.replace(
+        sample, features0={k: v[:keep0] for k, v in sample.features0.items()},
+        features1={k: v[:keep1] for k, v in sample.features1.items()}, matches=sample.matches[kept],
+        unmatched0=sample.unmatched0[:keep0], unmatched1=sample.unmatched1[:keep1])
+
+
 @requires_s2_seasons
-def test_padded_batch_equals_the_per_sample_losses(tiny):
+def test_padded_batch_equals_the_per_sample_losses_and_trains_with_finite_gradients(tiny):
     from training.train import Trainer
 
     trainer = Trainer(tiny, progress=False)
-    samples = trainer.training_samples()[:3]
+    first, second, third = trainer.training_samples()[:3]
+    n0, n1 = len(first.features0["keypoints"]), len(first.features1["keypoints"])
+    samples = [_truncated(first, n0 - 30, n1), second, _truncated(third, n0, n1 - 17)]  # padded on both sides
     batch = collate(samples)
-    torch.manual_seed(0)
+    assert not batch["mask0"].all() and not batch["mask1"].all()
     trainer.model.eval()  # no dropout: the two must agree exactly
     with torch.no_grad():
-        batched = [deep_loss(trainer.model(collate([s])), collate([s]), 0.5) for s in samples]
+        alone = [deep_loss(trainer.model(collate([s])), collate([s]), 0.5) for s in samples]
         together = torch.stack([deep_loss([la[i:i + 1] for la in trainer.model(batch)],
                                           {k: v[i:i + 1] for k, v in batch.items()}, 0.5) for i in range(3)])
-    torch.testing.assert_close(together, torch.stack(batched), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(together, torch.stack(alone), atol=1e-4, rtol=1e-4)
+    trainer.model.train()
+    deep_loss(trainer.model(batch), batch, 0.5).backward()
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
 @requires_s2_seasons
