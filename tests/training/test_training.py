@@ -3,13 +3,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import S2_SEASONS, requires_s2_seasons
 
 from georef import geometry
 from training.config import TrainConfig, load_config
 from training.data import collate, ground_truth
 from training.model import assignment_loss, deep_loss
-
-from conftest import S2_SEASONS, requires_s2_seasons
 
 
 def test_config_defaults_yaml_and_typed_overrides(tmp_path):
@@ -152,8 +151,13 @@ def test_fit_validates_resumes_and_keeps_the_best(tiny):
 
 def test_the_same_machinery_fine_tunes_superglue(tmp_path, scene):
     """SuperGlue from checkpoints of the official layout (generated: the real ones are not reachable)."""
+    from matchers.test_superglue import (
+        generated_state,
+        official_superglue_layout,
+        official_superpoint_layout,
+    )
+
     from georef import raster
-    from matchers.test_superglue import generated_state, official_superglue_layout, official_superpoint_layout
     from training.data import Sample
     from training.model import FrozenFeatures, TrainableMatcher, build_core
 
