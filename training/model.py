@@ -133,7 +133,7 @@ def _attention_bias(valid_q: torch.Tensor, valid_k: torch.Tensor) -> torch.Tenso
     entirely, and its softmax (NaN, zeroed in the forward pass) sends NaN gradients back.
     """
     pair = valid_q[:, None, :, None] & valid_k[:, None, None, :]
-    return torch.zeros(pair.shape).masked_fill(~pair, _PADDED).to(pair.device)
+    return torch.zeros(pair.shape, device=pair.device).masked_fill(~pair, _PADDED)
 
 
 def _cross_attention(block, x0: torch.Tensor, x1: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
