@@ -63,7 +63,7 @@ def parse_estimate(text: str) -> np.ndarray:
 
 
 def _split(name: str) -> tuple[str, str, str]:
-    """(tile, file, group) of an s2-seasons case name ``TILE/FILE:TARGET->REFERENCE``."""
+    """(tile, file, group) of an s2-seasons case name ``TILE/FILE:TARGET->REFERENCE`` (or of ``TILE/FILE``)."""
     place, _, group = name.partition(":")
     tile, _, _ = place.partition("/")
     return tile, place, group
@@ -81,19 +81,17 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         (empty where no triangle was run).
     """
     by_name = {c.name: c for c in cases}
-    errors: dict[tuple[str, str], np.ndarray] = {}  # (file, group) -> map -> map error transform
-    case_of: dict[tuple[str, str], Case] = {}
+    errors: dict[tuple[str, str], tuple[np.ndarray, Case]] = {}  # (file, group) -> map -> map error, its case
     offsets: dict[tuple[str, str], list[np.ndarray]] = {}
     for row in rows:
         case = by_name.get(row["case"])
         if case is None or case.truth is None or not row.get("estimate"):
             continue
-        estimate = parse_estimate(row["estimate"])
+        error = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth)
         tile, place, group = _split(case.name)
-        errors[place, group] = estimate @ np.linalg.inv(case.truth)
-        case_of[place, group] = case
+        errors[place, group] = error, case
         centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
-        east, north = (geometry.apply(errors[place, group], centre) - centre)[0] / case.metres_per_px
+        east, north = (geometry.apply(error, centre) - centre)[0] / case.metres_per_px
         offsets.setdefault((tile, group), []).append(np.array([east, -north]))
     season_offsets = []
     for (tile, group), values in sorted(offsets.items()):
@@ -101,17 +99,15 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         spread = float(np.sqrt(np.mean(np.sum((v - v.mean(axis=0)) ** 2, axis=1))))
         season_offsets.append(SeasonOffset(tile, group, len(v), *map(float, v.mean(axis=0)), spread))
     closures: dict[tuple[str, str], list[float]] = {}
-    places = sorted({place for place, _ in errors})
-    for place in places:
+    for place in sorted({place for place, _ in errors}):
         seasons = {s for p, g in errors if p == place for s in g.split("->")}
         for a, c, b in permutations(sorted(seasons), 3):
             keys = [(place, f"{a}->{b}"), (place, f"{a}->{c}"), (place, f"{c}->{b}")]
             if not all(k in errors for k in keys):
                 continue
-            direct, first, second = (errors[k] for k in keys)
-            case = case_of[keys[0]]
+            (direct, case), (first, _), (second, _) = (errors[k] for k in keys)
             gap = geometry.mean_corner_distance(direct @ case.truth, second @ first @ case.truth, case.width,
                                                 case.height)
-            closures.setdefault((_split(case.name)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
+            closures.setdefault((_split(place)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
     loop_closures = [LoopClosure(tile, loop, len(v), float(np.median(v))) for (tile, loop), v in sorted(closures.items())]
     return season_offsets, loop_closures
