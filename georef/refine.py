@@ -6,7 +6,8 @@ resampled onto the target grid and the remaining offset measured densely:
 phase correlation of gradient magnitudes in windows over the image (the AROSICS
 idea, applied after a learned matcher). Gradient magnitude keeps edges where
 snow inverts the brightness of fields. The window offsets become tie points
-for a final robust least-squares fit.
+for a final robust least-squares fit. All windows of a round are correlated as
+one batch of FFTs (torch, multi-threaded).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from georef import geometry
 from georef.fitting import fit_transform
@@ -72,6 +74,59 @@ def _window_variance(image: np.ndarray, window: int) -> np.ndarray:
     return _window_sums(values**2, window) / window**2 - mean**2
 
 
+def _lowpass(size: int, sigma: float) -> torch.Tensor:
+    """(size, size // 2 + 1) Gaussian weights over the rfft2 frequencies, cycles per pixel."""
+    fy = torch.fft.fftfreq(size)[:, None]
+    fx = torch.fft.rfftfreq(size)[None, :]
+    return torch.exp(-(fx**2 + fy**2) / (2 * sigma**2))
+
+
+def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel shifts between stacks of square windows by low-pass weighted phase correlation.
+
+    Plain phase correlation whitens the spectrum, so its peak is a sharp sinc that
+    sub-pixel interpolation (OpenCV's centroid included) pulls towards whole
+    pixels. Weighting the whitened spectrum by a Gaussian gives a Gaussian peak
+    whose position a three-point fit of its logarithm recovers without that bias,
+    and drops the high frequencies where two seasons share mostly noise.
+
+    Args:
+        a, b: (M, n, n) float32 windows.
+        lowpass_sigma: width of the Gaussian weight, cycles per pixel.
+
+    Returns:
+        (M, 2) shifts (x, y) such that the content of ``a`` at p is in ``b`` at
+        p + shift, and (M,) peak heights (1 for identical content, near 0 for none).
+    """
+    m, n, _ = a.shape
+    hann = torch.from_numpy(cv2.createHanningWindow((n, n), cv2.CV_32F))
+    windows = torch.from_numpy(np.stack([a, b]).astype(np.float32, copy=False))
+    spectra = torch.fft.rfft2((windows - windows.mean(dim=(2, 3), keepdim=True)) * hann)
+    cross = spectra[0].conj() * spectra[1]
+    weight = _lowpass(n, lowpass_sigma)
+    # Scaled so that identical windows peak at 1; irfft2 of the weight alone is that peak.
+    unit = torch.fft.irfft2(weight, s=(n, n))[0, 0]
+    surface = (torch.fft.irfft2(cross / (cross.abs() + 1e-12) * weight, s=(n, n)) / unit).numpy()
+    rows = np.arange(m)
+    py, px = np.unravel_index(surface.reshape(m, -1).argmax(axis=1), (n, n))
+    peak = surface[rows, py, px]
+
+    def log_at(dy: int, dx: int) -> np.ndarray:
+        return np.log(np.maximum(surface[rows, (py + dy) % n, (px + dx) % n], 1e-9))
+
+    def vertex(before: np.ndarray, centre: np.ndarray, after: np.ndarray) -> np.ndarray:
+        curvature = before - 2 * centre + after
+        return np.where(curvature < 0, 0.5 * (before - after) / np.where(curvature < 0, curvature, -1.0), 0.0)
+
+    centre = np.log(np.maximum(peak, 1e-9))
+    sub_x = vertex(log_at(0, -1), centre, log_at(0, 1))
+    sub_y = vertex(log_at(-1, 0), centre, log_at(1, 0))
+    # Peaks past the middle of the window wrap around to negative shifts.
+    shift_x = np.where(px > n // 2, px - n, px) + sub_x
+    shift_y = np.where(py > n // 2, py - n, py) + sub_y
+    return np.stack([shift_x, shift_y], axis=1), peak
+
+
 def window_offsets(
     target: np.ndarray,
     reference: np.ndarray,
@@ -80,6 +135,7 @@ def window_offsets(
     step: int = 32,
     min_response: float = 0.05,
     max_offset: float = 3.0,
+    lowpass_sigma: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Offsets of ``reference`` against ``target`` in windows on a grid.
 
@@ -90,31 +146,29 @@ def window_offsets(
         step: grid spacing, pixels.
         min_response: weakest phase-correlation peak accepted.
         max_offset: largest offset accepted, pixels.
+        lowpass_sigma: see :func:`phase_correlate`.
 
     Returns:
         (M, 2) window centres (raster coordinates), (M, 2) offsets such that
         target content at c is found in reference at c + offset, (M,) responses.
     """
     gt, gr = _gradient_magnitude(target), _gradient_magnitude(reference)
-    hann = cv2.createHanningWindow((window, window), cv2.CV_32F)
     h, w = target.shape
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
     invalid = _window_sums((~valid).astype(np.float64), window)
-    variance = [_window_variance(g, window) for g in (gt, gr)]
-    centres, offsets, responses = [], [], []
-    for y in range(0, h - window + 1, step):
-        for x in range(0, w - window + 1, step):
-            if invalid[y, x] > 0.5 or min(variance[0][y, x], variance[1][y, x]) < 1e-6:
-                continue
-            a, b = gt[y:y + window, x:x + window], gr[y:y + window, x:x + window]
-            (dx, dy), response = cv2.phaseCorrelate(a, b, hann)
-            if response < min_response or np.hypot(dx, dy) > max_offset:
-                continue
-            centres.append((x + window / 2, y + window / 2))
-            offsets.append((dx, dy))
-            responses.append(response)
-    return (np.array(centres, dtype=np.float64).reshape(-1, 2), np.array(offsets, dtype=np.float64).reshape(-1, 2),
-            np.array(responses, dtype=np.float64))
+    variance = np.minimum(_window_variance(gt, window), _window_variance(gr, window))
+    ys, xs = np.mgrid[0:h - window + 1:step, 0:w - window + 1:step].reshape(2, -1)
+    usable = (invalid[ys, xs] < 0.5) & (variance[ys, xs] >= 1e-6)
+    ys, xs = ys[usable], xs[usable]
+    empty = np.zeros((0, 2))
+    if len(ys) == 0:
+        return empty, empty, np.zeros(0)
+    a = np.stack([gt[y:y + window, x:x + window] for y, x in zip(ys, xs)])
+    b = np.stack([gr[y:y + window, x:x + window] for y, x in zip(ys, xs)])
+    offsets, responses = phase_correlate(a, b, lowpass_sigma)
+    keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
+    centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
+    return centres[keep], offsets[keep].astype(np.float64), responses[keep].astype(np.float64)
 
 
 def refine(
@@ -129,6 +183,7 @@ def refine(
     threshold: float = 1.0,
     min_windows: int = 12,
     converged_px: float = 0.02,
+    lowpass_sigma: float = 0.1,
 ) -> Refinement | None:
     """Refine a target-raster -> chip-raster transform to sub-pixel precision.
 
@@ -139,12 +194,16 @@ def refine(
         chip_valid: (h, w) bool.
         matrix: (3, 3) transform to refine, accurate to a few pixels.
         model: transform model of the window fits (``auto`` chooses in each round).
-        iterations: most resample-and-measure rounds; each shrinks the offsets that
-            the biased single measurement underestimates.
+        iterations: most resample-and-measure rounds; later rounds measure on a
+            resampling closer to the truth, where the windows agree better.
         window: correlation window side, pixels.
         threshold: inlier threshold of the window fit, pixels.
         min_windows: fewest usable windows; below it the transform is returned unrefined (None).
         converged_px: stop once a round moves the image corners less than this.
+        lowpass_sigma: spectral weight of the window correlation (see
+            :func:`phase_correlate`). 0.1 cycles/px was chosen on the s2-seasons
+            benchmark: wider weights (0.15, 0.2) close season loops slightly
+            better but score worse against its identity truth (see the README).
 
     Returns:
         The refinement, or None where too few windows hold texture.
@@ -153,7 +212,8 @@ def refine(
     for _ in range(iterations):
         warped = resample_to(chip, matrix, target.shape)
         warped_valid = resample_to(chip_valid.astype(np.float32), matrix, target.shape) > 0.99
-        centres, offsets, responses = window_offsets(target, warped, target_valid & warped_valid, window)
+        centres, offsets, responses = window_offsets(target, warped, target_valid & warped_valid, window,
+                                                     lowpass_sigma=lowpass_sigma)
         if len(centres) < min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), min_windows)
             return result
