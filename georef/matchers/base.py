@@ -127,11 +127,56 @@ def mutual_nearest(
     if prior is not None:
         from georef.geometry import apply
 
-        predicted = torch.from_numpy(apply(prior, points0).astype(np.float32)).to(sim.device)
-        dist = torch.cdist(predicted, torch.from_numpy(points1.astype(np.float32)).to(sim.device))
-        sim = sim.masked_fill(dist > radius, -torch.inf)
+        return _mutual_nearest_near(sim, apply(prior, points0), points1, min_similarity, radius)
     best, idx01 = sim.max(dim=1)
     idx10 = sim.argmax(dim=0)
     i0 = torch.arange(len(idx01), device=sim.device)
     keep = (idx10[idx01] == i0) & (best > min_similarity) & torch.isfinite(best)
     return i0[keep].cpu().numpy(), idx01[keep].cpu().numpy(), best[keep].double().cpu().numpy()
+
+
+def _pairs_within(points0: np.ndarray, points1: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """All index pairs (i, j) with points0[i] within ``radius`` of points1[j], by a grid of radius-sized cells."""
+    cells1 = np.floor(points1 / radius).astype(np.int64)
+    cells0 = np.floor(points0 / radius).astype(np.int64)
+    low = np.minimum(cells0.min(axis=0, initial=0), cells1.min(axis=0, initial=0)) - 1
+    span = max(cells0[:, 1].max(initial=0), cells1[:, 1].max(initial=0)) - low[1] + 2
+
+    def key(cells: np.ndarray) -> np.ndarray:
+        return (cells[:, 0] - low[0]) * span + (cells[:, 1] - low[1])
+
+    order = np.argsort(key(cells1), kind="stable")
+    sorted_keys = key(cells1)[order]
+    rows, cols = [], []
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            k = key(cells0 + (dx, dy))
+            start = np.searchsorted(sorted_keys, k, "left")
+            counts = np.searchsorted(sorted_keys, k, "right") - start
+            i = np.repeat(np.arange(len(points0)), counts)
+            # Position of each pair within its cell's run of sorted points1.
+            within = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+            rows.append(i)
+            cols.append(order[np.repeat(start, counts) + within])
+    i, j = np.concatenate(rows), np.concatenate(cols)
+    near = np.linalg.norm(points0[i] - points1[j], axis=1) <= radius
+    return i[near], j[near]
+
+
+def _mutual_nearest_near(
+    sim: torch.Tensor, predicted: np.ndarray, points1: np.ndarray, min_similarity: float, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mutual_nearest` among the pairs within ``radius`` of the prediction only.
+
+    A keypoint has a few candidates there, so the pairs are listed sparsely rather
+    than masking the dense (N0, N1) matrix: about ten times less work.
+    """
+    i, j = _pairs_within(predicted, points1, radius)
+    score = sim[torch.from_numpy(i), torch.from_numpy(j)].double().cpu().numpy()
+    by_score = np.argsort(-score, kind="stable")
+    # The first occurrence of an index in score order is its best candidate.
+    best_of_row = by_score[np.unique(i[by_score], return_index=True)[1]]
+    best_of_col = by_score[np.unique(j[by_score], return_index=True)[1]]
+    mutual = np.intersect1d(best_of_row, best_of_col)
+    mutual = mutual[score[mutual] > min_similarity]
+    return i[mutual], j[mutual], score[mutual]

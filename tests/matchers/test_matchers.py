@@ -58,6 +58,25 @@ def test_mutual_nearest_needs_both_directions():
     assert i0.tolist() == [1] and i1.tolist() == [0] and conf[0] == pytest.approx(0.95)
 
 
+@pytest.mark.parametrize("n0, n1", [(3000, 2800), (40, 0), (0, 40)])
+def test_guided_mutual_nearest_equals_brute_force(n0, n1):
+    import torch
+
+    rng = np.random.default_rng(n0)
+    points0, points1 = rng.random((n0, 2)) * 400, rng.random((n1, 2)) * 400
+    sim = torch.from_numpy(rng.random((n0, n1)).astype(np.float32))
+    prior = np.array([[1.01, 0.01, -3.2], [0.0, 0.99, 5.1], [0, 0, 1]])
+    i0, i1, conf = mutual_nearest(sim, points0, points1, 0.3, prior, radius=4.0)
+    # Brute force: mask every pair farther than the radius from the prediction.
+    dist = np.linalg.norm(geometry.apply(prior, points0)[:, None] - points1[None], axis=2)
+    masked = np.where(dist <= 4.0, sim.numpy(), -np.inf)
+    expected = [(a, int(masked[a].argmax())) for a in range(n0) if n1 and np.isfinite(masked[a].max())
+                and masked[:, masked[a].argmax()].argmax() == a and masked[a].max() > 0.3]
+    assert sorted(zip(i0.tolist(), i1.tolist())) == expected
+    assert len(expected) > 0 or 0 in (n0, n1)
+    np.testing.assert_allclose(conf, sim.numpy()[i0, i1])
+
+
 def test_unknown_matcher():
     with pytest.raises(ValueError, match="unknown matcher 'loftr2'"):
         create_matcher("loftr2")
