@@ -24,6 +24,8 @@ from georef.fitting import fit_transform
 
 log = logging.getLogger(__name__)
 
+_WINDOW_BATCH = 512
+
 
 @dataclass
 class Refinement:
@@ -163,12 +165,16 @@ def window_offsets(
     empty = np.zeros((0, 2))
     if len(ys) == 0:
         return empty, empty, np.zeros(0)
-    a = np.stack([gt[y:y + window, x:x + window] for y, x in zip(ys, xs)])
-    b = np.stack([gr[y:y + window, x:x + window] for y, x in zip(ys, xs)])
-    offsets, responses = phase_correlate(a, b, lowpass_sigma)
+    offsets, responses = np.zeros((len(ys), 2)), np.zeros(len(ys))
+    # Batches bound the FFTs' memory where a large image holds thousands of windows.
+    for start in range(0, len(ys), _WINDOW_BATCH):
+        part = slice(start, start + _WINDOW_BATCH)
+        a = np.stack([gt[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
+        b = np.stack([gr[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
+        offsets[part], responses[part] = phase_correlate(a, b, lowpass_sigma)
     keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
     centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
-    return centres[keep], offsets[keep].astype(np.float64), responses[keep].astype(np.float64)
+    return centres[keep], offsets[keep], responses[keep]
 
 
 def refine(
