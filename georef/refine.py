@@ -6,8 +6,8 @@ resampled onto the target grid and the remaining offset measured densely:
 phase correlation of gradient magnitudes in windows over the image (the AROSICS
 idea, applied after a learned matcher). Gradient magnitude keeps edges where
 snow inverts the brightness of fields. The window offsets become tie points
-for a final robust least-squares fit. All windows of a round are correlated as
-one batch of FFTs (torch, multi-threaded).
+for a final robust least-squares fit. The windows are correlated in batches of
+torch FFTs.
 """
 
 from __future__ import annotations
