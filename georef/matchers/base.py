@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from georef import geometry
 
 
 @dataclass
@@ -102,32 +105,17 @@ def keep_valid(points: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return valid[rows, cols]
 
 
-def mutual_nearest(
-    similarity: torch.Tensor,
-    points0: np.ndarray,
-    points1: np.ndarray,
-    min_similarity: float = -np.inf,
-    prior: np.ndarray | None = None,
-    radius: float = 8.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mutual nearest neighbours in descriptor similarity, optionally within a radius of a prior.
+def mutual_nearest(similarity: torch.Tensor, min_similarity: float = -np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours in descriptor similarity.
 
     Args:
         similarity: (N0, N1) float32 descriptor similarity, higher is closer.
-        points0: (N0, 2) keypoints of image 0.
-        points1: (N1, 2) keypoints of image 1.
         min_similarity: pairs below it never match.
-        prior: optional (3, 3) image 0 -> image 1 transform restricting candidates.
-        radius: candidate radius around the prior's prediction, pixels.
 
     Returns:
-        Indexes (M,) into points0 and points1, and the (M,) float64 similarities.
+        Indexes (M,) into the rows and columns, and the (M,) float64 similarities.
     """
     sim = similarity.float()
-    if prior is not None:
-        from georef.geometry import apply
-
-        return _mutual_nearest_near(sim, apply(prior, points0), points1, min_similarity, radius)
     best, idx01 = sim.max(dim=1)
     idx10 = sim.argmax(dim=0)
     i0 = torch.arange(len(idx01), device=sim.device)
@@ -145,8 +133,9 @@ def _pairs_within(points0: np.ndarray, points1: np.ndarray, radius: float) -> tu
     def key(cells: np.ndarray) -> np.ndarray:
         return (cells[:, 0] - low[0]) * span + (cells[:, 1] - low[1])
 
-    order = np.argsort(key(cells1), kind="stable")
-    sorted_keys = key(cells1)[order]
+    keys1 = key(cells1)
+    order = np.argsort(keys1, kind="stable")
+    sorted_keys = keys1[order]
     rows, cols = [], []
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
@@ -163,16 +152,33 @@ def _pairs_within(points0: np.ndarray, points1: np.ndarray, radius: float) -> tu
     return i[near], j[near]
 
 
-def _mutual_nearest_near(
-    sim: torch.Tensor, predicted: np.ndarray, points1: np.ndarray, min_similarity: float, radius: float
+def mutual_nearest_within(
+    pair_similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    points0: np.ndarray,
+    points1: np.ndarray,
+    prior: np.ndarray,
+    radius: float,
+    min_similarity: float = -np.inf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`mutual_nearest` among the pairs within ``radius`` of the prediction only.
+    """Mutual nearest neighbours among the pairs within ``radius`` of a prior's prediction (guided matching).
 
-    A keypoint has a few candidates there, so the pairs are listed sparsely rather
-    than masking the dense (N0, N1) matrix: about ten times less work.
+    A keypoint has a few candidates there, so only those pairs are listed and
+    scored, never the dense (N0, N1) similarity.
+
+    Args:
+        pair_similarity: (K,) int64 indexes into points0, (K,) into points1 -> (K,)
+            descriptor similarity of those pairs, higher is closer.
+        points0: (N0, 2) keypoints of image 0.
+        points1: (N1, 2) keypoints of image 1.
+        prior: (3, 3) image 0 -> image 1 transform.
+        radius: candidate radius around the prior's prediction, pixels.
+        min_similarity: pairs below it never match.
+
+    Returns:
+        Indexes (M,) into points0 and points1, and the (M,) float64 similarities.
     """
-    i, j = _pairs_within(predicted, points1, radius)
-    score = sim[torch.from_numpy(i), torch.from_numpy(j)].double().cpu().numpy()
+    i, j = _pairs_within(geometry.apply(prior, points0), points1, radius)
+    score = pair_similarity(torch.from_numpy(i), torch.from_numpy(j)).double().cpu().numpy()
     by_score = np.argsort(-score, kind="stable")
     # The first occurrence of an index in score order is its best candidate.
     best_of_row = by_score[np.unique(i[by_score], return_index=True)[1]]

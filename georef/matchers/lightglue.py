@@ -15,7 +15,7 @@ from kornia.feature.aliked import ALIKED
 
 from georef import weights
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest_within
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ class LightGlueMatcher(Matcher):
         if len(pts0) < 2 or len(pts1) < 2:
             return Matches.empty(len(pts0), len(pts1))
         if prior is not None:  # LightGlue takes no prior: descriptor mutual NN within the radius
-            i0, i1, conf = mutual_nearest(F.normalize(d0, dim=-1) @ F.normalize(d1, dim=-1).T, pts0, pts1,
-                                          prior=prior, radius=radius)
+            n0, n1 = F.normalize(d0, dim=-1), F.normalize(d1, dim=-1)
+            i0, i1, conf = mutual_nearest_within(lambda i, j: (n0[i] * n1[j]).sum(-1), pts0, pts1, prior, radius)
             return Matches(pts0[i0], pts1[i1], np.clip(conf, 0, 1), len(pts0), len(pts1))
 
         def side(pts, desc, image):

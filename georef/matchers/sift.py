@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from georef.matchers.base import Matcher, Matches, mutual_nearest
+from georef.matchers.base import Matcher, Matches, mutual_nearest_within
 
 
 class SiftMatcher(Matcher):
@@ -39,8 +39,9 @@ class SiftMatcher(Matcher):
         if prior is not None:
             # Guided: the radius replaces the ratio test. Similarity 1 - distance / 512
             # (SIFT descriptors have norm 512) keeps confidences in [0, 1].
-            sim = 1 - torch.cdist(torch.from_numpy(d0), torch.from_numpy(d1)) / 512
-            i0, i1, conf = mutual_nearest(sim, pts0, pts1, prior=prior, radius=radius)
+            t0, t1 = torch.from_numpy(d0), torch.from_numpy(d1)
+            i0, i1, conf = mutual_nearest_within(lambda i, j: 1 - torch.linalg.norm(t0[i] - t1[j], dim=1) / 512,
+                                                 pts0, pts1, prior, radius)
             return Matches(pts0[i0], pts1[i1], np.clip(conf, 0, 1), len(pts0), len(pts1))
         bf = cv2.BFMatcher(cv2.NORM_L2)
         fwd = bf.knnMatch(d0, d1, k=2)

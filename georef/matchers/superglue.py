@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest_within
 from georef.matchers.superpoint import SuperPoint, SuperPointConfig
 
 #: Log-mass given to padded keypoints: effectively zero, but finite so gradients stay finite.
@@ -278,7 +278,7 @@ class SuperGlueMatcher(Matcher):
         if len(pts0) < 2 or len(pts1) < 2:
             return Matches.empty(len(pts0), len(pts1))
         if prior is not None:  # SuperGlue takes no prior: descriptor mutual NN within the radius
-            i0, i1, conf = mutual_nearest(d0.T @ d1, pts0, pts1, prior=prior, radius=radius)
+            i0, i1, conf = mutual_nearest_within(lambda i, j: (d0[:, i] * d1[:, j]).sum(0), pts0, pts1, prior, radius)
             return Matches(pts0[i0], pts1[i1], np.clip(conf, 0, 1), len(pts0), len(pts1))
 
         def size(shape):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from kornia.feature.xfeat import XFeat
 
 from georef import weights
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest, mutual_nearest_within
 
 #: XFeat resizes inputs to multiples of this; padding instead keeps coordinates exact.
 _STRIDE = 32
@@ -78,5 +78,9 @@ class XFeatMatcher(Matcher):
         pts1, d1 = self._cached_features(image1, valid1)
         if len(pts0) == 0 or len(pts1) == 0:
             return Matches.empty(len(pts0), len(pts1))
-        i0, i1, conf = mutual_nearest(d0 @ d1.T, pts0, pts1, self.min_similarity, prior, radius)
+        if prior is None:
+            i0, i1, conf = mutual_nearest(d0 @ d1.T, self.min_similarity)
+        else:
+            i0, i1, conf = mutual_nearest_within(lambda i, j: (d0[i] * d1[j]).sum(-1), pts0, pts1, prior, radius,
+                                                 self.min_similarity)
         return Matches(pts0[i0], pts1[i1], conf, len(pts0), len(pts1))

@@ -5,7 +5,7 @@ from georef import geometry, raster
 from georef.matchers import MATCHERS, USER_WEIGHTS, create_matcher
 
 FETCHABLE = [m for m in MATCHERS if m not in USER_WEIGHTS]
-from georef.matchers.base import mutual_nearest
+from georef.matchers.base import mutual_nearest, mutual_nearest_within
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_mutual_nearest_needs_both_directions():
     import torch
 
     sim = torch.tensor([[0.9, 0.8], [0.95, 0.1]])
-    i0, i1, conf = mutual_nearest(sim, np.zeros((2, 2)), np.zeros((2, 2)))
+    i0, i1, conf = mutual_nearest(sim)
     # row 0's best is column 0, but column 0 prefers row 1: only (1, 0) is mutual
     assert i0.tolist() == [1] and i1.tolist() == [0] and conf[0] == pytest.approx(0.95)
 
@@ -66,7 +66,7 @@ def test_guided_mutual_nearest_equals_brute_force(n0, n1):
     points0, points1 = rng.random((n0, 2)) * 400, rng.random((n1, 2)) * 400
     sim = torch.from_numpy(rng.random((n0, n1)).astype(np.float32))
     prior = np.array([[1.01, 0.01, -3.2], [0.0, 0.99, 5.1], [0, 0, 1]])
-    i0, i1, conf = mutual_nearest(sim, points0, points1, 0.3, prior, radius=4.0)
+    i0, i1, conf = mutual_nearest_within(lambda i, j: sim[i, j], points0, points1, prior, 4.0, 0.3)
     # Brute force: mask every pair farther than the radius from the prediction.
     dist = np.linalg.norm(geometry.apply(prior, points0)[:, None] - points1[None], axis=2)
     masked = np.where(dist <= 4.0, sim.numpy(), -np.inf)
