@@ -2,18 +2,26 @@
 
 Every error derives from :class:`GeorefError` and from the closest built-in, so
 callers can catch either. Messages are one line and name the file at fault.
+
+A message may name a parameter as ``{param:name}``: Python callers read the
+parameter's name (``overwrite``), the command line its flag (``--overwrite``),
+so each front end gives advice in its own terms (see :meth:`GeorefError.render`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
+
+_PARAM = re.compile(r"\{param:(\w+)\}")
 
 
 class GeorefError(Exception):
     """Root of all georef errors.
 
     Args:
-        message: what is wrong, one line.
+        message: what is wrong, one line; ``{param:name}`` marks a parameter's name.
         path: the file at fault, if any; it is put in front of the message.
     """
 
@@ -22,7 +30,16 @@ class GeorefError(Exception):
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else str(path)
         self.message = message
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        super().__init__(self.render())
+
+    def render(self, name_of: Callable[[str], str] = str) -> str:
+        """The message, each ``{param:name}`` replaced by ``name_of(name)`` (default the name itself)."""
+        text = _PARAM.sub(lambda m: name_of(m[1]), self.message)
+        return f"{self.path}: {text}" if self.path else text
+
+
+class InvalidOption(GeorefError, ValueError):
+    """An option value is out of range, not finite, or inconsistent with another."""
 
 
 class RasterReadError(GeorefError, OSError):
@@ -46,15 +63,27 @@ class NoOverlapError(GeorefError, ValueError):
 
 
 class WeightsUnavailable(GeorefError, FileNotFoundError):
-    """A model's weight file is neither given, cached, nor fetchable."""
+    """A model's weight file is neither given, cached, nor fetchable, or does not fit the model."""
 
 
 class WeightsChecksumError(GeorefError, ValueError):
-    """A fetched weight file does not have the expected SHA-256."""
+    """A weight file does not have the expected SHA-256."""
+
+
+class GcpFormatError(GeorefError, ValueError):
+    """A GCP file cannot be read or written in the format its extension names."""
+
+
+class DegenerateGcps(GeorefError, ValueError):
+    """GCPs that cannot determine the model: too few, duplicated, collinear or not finite."""
 
 
 class OutputExistsError(GeorefError, FileExistsError):
     """The output exists and overwriting was not asked for."""
+
+
+class OutputError(GeorefError, OSError):
+    """An output cannot be written: unwritable folder, a special file in its place, or two outputs on one path."""
 
 
 class MatchingError(GeorefError, RuntimeError):
@@ -66,9 +95,13 @@ class MatchingError(GeorefError, RuntimeError):
 class QualityGateFailed(GeorefError, RuntimeError):
     """The fitted transform failed the quality gate; nothing was written.
 
-    Attributes:
-        alignment: the failed :class:`georef.align.Alignment`, when one was fitted.
+    Args:
+        message, path: as for :class:`GeorefError`.
+        alignment: the failed :class:`georef.result.Alignment`.
     """
 
     exit_code = 3
-    alignment = None
+
+    def __init__(self, message: str, path: str | Path | None = None, alignment=None) -> None:
+        super().__init__(message, path)
+        self.alignment = alignment

@@ -21,14 +21,11 @@ import numpy as np
 
 from georef import geometry
 from georef.errors import MatchingError
+from georef.transforms import AUTO, MATRIX_MODELS, MODELS, WARP_MODELS, Transform, least_squares
 
 log = logging.getLogger(__name__)
 
-#: Transform models, from the most to the least constrained.
-MODELS = ("shift", "similarity", "affine", "homography")
-MIN_POINTS = {"shift": 1, "similarity": 2, "affine": 3, "homography": 4}
-#: Chooses a similarity or an affine from the tie points (see :func:`select_model`).
-AUTO = "auto"
+MIN_POINTS = {name: MODELS[name].min_points for name in MATRIX_MODELS}
 
 
 @dataclass
@@ -36,7 +33,7 @@ class Fit:
     """A fitted transform.
 
     Attributes:
-        model: one of :data:`MODELS`.
+        model: one of :data:`georef.transforms.MATRIX_MODELS`.
         matrix: (3, 3) transform mapping source points onto destination points.
         inliers: (N,) bool inlier flags of the input matches.
         residuals: (N,) float64 distance between mapped source and destination points.
@@ -53,33 +50,6 @@ class Fit:
         """The same matches judged against another transform (e.g. a refined one, of ``model``)."""
         residuals = np.linalg.norm(geometry.apply(matrix, src) - dst, axis=1)
         return Fit(model or self.model, matrix, residuals < threshold, residuals)
-
-
-def least_squares(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares (3, 3) transform of a 3x3 model mapping ``src`` onto ``dst``."""
-    if model == "shift":
-        return geometry.translation(*(dst - src).mean(axis=0))
-    if model == "similarity":
-        return _similarityleast_squares(src, dst)
-    if model == "affine":
-        return geometry.fit_affine_lstsq(src, dst)
-    h, _ = cv2.findHomography(src, dst, 0)
-    if h is None:
-        raise MatchingError("degenerate tie points: no homography fits them")
-    return h
-
-
-def _similarityleast_squares(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama, no reflection)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - ms, dst - md
-    a = (s * d).sum()  # sum of x*x' + y*y'
-    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()
-    denom = max((s**2).sum(), 1e-12)
-    ca, sa = a / denom, b / denom
-    m = np.array([[ca, -sa, 0.0], [sa, ca, 0.0], [0.0, 0.0, 1.0]])
-    m[:2, 2] = md - m[:2, :2] @ ms
-    return m
 
 
 def _hypotheses(model: str, src: np.ndarray, dst: np.ndarray, rng: np.random.Generator, iters: int) -> np.ndarray:
@@ -140,7 +110,7 @@ def fit_transform(
     Args:
         src: (N, 2) source points.
         dst: (N, 2) destination points, same units as ``threshold``.
-        model: one of :data:`MODELS`, or ``auto`` (see :func:`select_model`); the
+        model: one of :data:`georef.transforms.MATRIX_MODELS`, or ``auto`` (see :func:`select_model`); the
             returned fit names the model chosen.
         threshold: inlier threshold in destination units (pixels).
         seed: random seed, for repeatable results.
@@ -156,8 +126,8 @@ def fit_transform(
         fit = fit_transform(src, dst, "affine", threshold, seed, max_iters)
         chosen = select_model(src[fit.inliers], dst[fit.inliers])
         return fit if chosen == "affine" else Fit(chosen, *_refit(chosen, src, dst, fit.inliers, threshold))
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join((*MODELS, AUTO))}")
+    if model not in MATRIX_MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join((*MATRIX_MODELS, AUTO))}")
     need = max(MIN_POINTS[model] + 1, 4)
     if len(src) < need:
         raise MatchingError(f"only {len(src)} matches; the {model} model needs at least {need}")
@@ -256,3 +226,64 @@ def select_model(
     log.debug("model selection: affine departs %.2f (scatter %.2f); held-out RMSE similarity %.3f, affine %.3f -> %s",
               departure, scatter, held_out["similarity"], held_out["affine"], chosen)
     return chosen
+
+
+def fit_warp_robust(
+    name: str, src: np.ndarray, dst: np.ndarray, start: np.ndarray, threshold: float, iterations: int = 5
+) -> tuple[Transform, np.ndarray]:
+    """Fit a warp model to matches, growing the inlier set from a robust 3x3 start.
+
+    Inliers are chosen with a polynomial (order 3 for ``tps``): an interpolating
+    spline has no residual at its own points and cannot reject outliers.
+
+    Args:
+        name: a :data:`georef.transforms.WARP_MODELS` name.
+        src, dst: (N, 2) matches, in units where ``threshold`` applies.
+        start: (3, 3) robust fit giving the first inliers.
+        threshold: inlier distance.
+
+    Returns:
+        The model fitted to the final inliers, and the (N,) inlier flags.
+    """
+    selector = MODELS["poly3" if name == "tps" else name]
+    inliers = np.linalg.norm(geometry.apply(start, src) - dst, axis=1) < threshold
+    for _ in range(iterations):
+        model = selector.fit(src[inliers], dst[inliers])
+        grown = np.linalg.norm(model.apply(src) - dst, axis=1) < threshold
+        if (grown == inliers).all():
+            break
+        inliers = grown
+    return MODELS[name].fit(src[inliers], dst[inliers]), inliers
+
+
+def held_out_errors(name: str, src: np.ndarray, dst: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Distance of each point to the model fitted without its fold (k-fold cross-validation)."""
+    n = len(src)
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    errors = np.full(n, np.nan)
+    model = MODELS[name]
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        predicted = model.fit(src[train], dst[train]).apply(src[test])
+        errors[test] = np.linalg.norm(predicted - dst[test], axis=1)
+    return errors
+
+
+def compare_models(src: np.ndarray, dst: np.ndarray, names: tuple[str, ...], unit_per_px: float) -> dict:
+    """Held-out RMSE, CE90 and max per model, in pixels, for the report.
+
+    Args:
+        src: (N, 2) target pixels of the inlier tie points.
+        dst: (N, 2) their map positions.
+        names: models to compare; those needing more points than there are are skipped.
+        unit_per_px: map units per target pixel, to express errors in pixels.
+    """
+    out = {}
+    for name in names:
+        need = MODELS[name].min_points if name in WARP_MODELS else 4
+        if len(src) < 2 * need:
+            continue
+        e = held_out_errors(name, src, dst) / unit_per_px
+        out[name] = {"rmse_px": float(np.sqrt(np.mean(e**2))), "ce90_px": float(np.percentile(e, 90)),
+                     "max_px": float(e.max())}
+    return out

@@ -1,4 +1,4 @@
-"""Ground control points: export to GIS formats, read back, and apply (re-fit) them.
+"""Ground control points with their residuals: GIS formats, read and written.
 
 Formats by extension: ``.shp``, ``.gpkg``, ``.geojson`` (point layers in the
 reference CRS), ``.csv`` (a ``#CRS: <WKT>`` first line, then a header), and
@@ -18,18 +18,15 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import geometry
-from georef.align import Alignment, TiePoints
-from georef.errors import GeorefError, RasterReadError
+from georef.errors import GcpFormatError, GeorefError, RasterReadError
+from georef.files import Staging
+from georef.raster import open_raster
+from georef.result import Alignment
 
 VECTOR_FORMATS = {".shp": "ESRI Shapefile", ".gpkg": "GPKG", ".geojson": "GeoJSON"}
 FORMATS = (*VECTOR_FORMATS, ".csv", ".points")
 #: Attribute names, short enough for a shapefile.
 COLUMNS = ("id", "px", "py", "mx", "my", "dx_px", "dy_px", "res_px", "dx_m", "dy_m", "res_m", "inlier", "conf")
-
-
-class GcpFormatError(GeorefError, ValueError):
-    """A GCP file cannot be read or written in the format its extension names."""
 
 
 @dataclass
@@ -57,6 +54,11 @@ class GcpTable:
     def __len__(self) -> int:
         return len(self.pixel)
 
+    def subset(self, keep: np.ndarray) -> "GcpTable":
+        """The GCPs where ``keep`` (N,) is True."""
+        return GcpTable(self.pixel[keep], self.map_xy[keep], self.residual_px[keep], self.residual_m[keep],
+                        self.inlier[keep], self.confidence[keep], self.crs)
+
     def columns(self) -> dict[str, np.ndarray]:
         return {
             "id": np.arange(1, len(self) + 1),
@@ -83,8 +85,6 @@ def from_alignment(alignment: Alignment) -> GcpTable:
 
 def from_geotiff(path: str | Path) -> GcpTable:
     """The GCPs embedded in a GeoTIFF (residuals unknown: zero)."""
-    from georef.raster import open_raster
-
     with open_raster(path) as ds:
         gcps, crs = ds.gcps
     if not gcps:
@@ -101,42 +101,67 @@ def read(path: str | Path) -> GcpTable:
     if not path.exists():
         raise RasterReadError("no such file", path)
     suffix = path.suffix.lower()
+    readers = {".json": _read_report, ".tif": from_geotiff, ".tiff": from_geotiff, ".points": _read_points,
+               ".csv": _read_csv, **{s: _read_vector for s in VECTOR_FORMATS}}
+    if suffix not in readers:
+        raise GcpFormatError(f"unknown GCP format {suffix!r}; use one of {', '.join(FORMATS)}", path)
     try:
-        if suffix == ".json":
-            return from_alignment(Alignment.load(path))
-        if suffix in (".tif", ".tiff"):
-            return from_geotiff(path)
-        if suffix == ".points":
-            return _read_points(path)
-        if suffix == ".csv":
-            return _read_csv(path)
-        if suffix in VECTOR_FORMATS:
-            return _read_vector(path)
-    except (KeyError, ValueError, json.JSONDecodeError) as exc:
-        if isinstance(exc, GeorefError):
-            raise
-        raise GcpFormatError(f"not a valid {suffix} GCP file ({exc})", path) from None
-    raise GcpFormatError(f"unknown GCP format {suffix!r}; use one of {', '.join(FORMATS)}", path)
+        return readers[suffix](path)
+    except GeorefError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, UnicodeDecodeError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise GcpFormatError(f"not a valid {suffix} GCP file ({detail})", path) from None
 
 
-def write(table: GcpTable, path: str | Path) -> Path:
-    """Write GCPs in the format the extension names, atomically."""
-    from georef.write import atomic_path
+def _read_report(path: Path) -> GcpTable:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise GcpFormatError("is not a georef report (no JSON object)", path)
+    if "alignment" in data and data["alignment"] is None:
+        raise GcpFormatError("holds no tie points: that run found no alignment", path)
+    return from_alignment(Alignment.from_dict(data.get("alignment", data)))
 
+
+#: Files a shapefile consists of, besides the ``.shp``.
+SHAPEFILE_PARTS = (".shx", ".dbf", ".prj", ".cpg")
+
+
+def destinations(path: str | Path) -> list[Path]:
+    """Every file :func:`write` writes for ``path`` (a shapefile is several)."""
+    path = Path(path)
+    if path.suffix.lower() == ".shp":
+        return [path, *(path.with_suffix(s) for s in SHAPEFILE_PARTS)]
+    return [path]
+
+
+def write(table: GcpTable, path: str | Path, staging: Staging | None = None) -> Path:
+    """Write GCPs in the format the extension names, atomically.
+
+    Args:
+        table: the GCPs.
+        path: the file; its extension names the format (:data:`FORMATS`).
+        staging: renames the file with the command's other outputs; default at once.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise GcpFormatError(f"unknown GCP format {suffix!r}; use one of {', '.join(FORMATS)}", path)
-    with atomic_path(path) as tmp:
-        if suffix == ".points":
-            tmp.write_text(_points_text(table))
-        elif suffix == ".csv":
-            tmp.write_text(_csv_text(table))
-        else:
-            _write_vector(table, tmp, VECTOR_FORMATS[suffix])
-    if suffix == ".shp":  # the shapefile's sidecars follow the renamed .shp
-        for part in tmp.parent.glob(tmp.stem + ".*"):
-            part.rename(path.with_suffix(part.suffix))
+    if staging is None:
+        with Staging(overwrite=True) as own:
+            write(table, path, own)
+            own.commit()
+        return path
+    tmp = staging.path(path)
+    if suffix == ".points":
+        tmp.write_text(_points_text(table))
+    elif suffix == ".csv":
+        tmp.write_text(_csv_text(table))
+    else:
+        _write_vector(table, tmp, VECTOR_FORMATS[suffix])
+    for part in tmp.parent.glob(tmp.stem + ".*"):  # a shapefile's sidecars follow the .shp
+        if part != tmp:
+            staging.adopt(part, path.with_suffix(part.suffix))
     return path
 
 
@@ -226,92 +251,3 @@ def _read_vector(path: Path) -> GcpTable:
 
     frame = gpd.read_file(path, engine="pyogrio")
     return _from_columns({k: frame[k].to_numpy() for k in COLUMNS}, frame.crs and CRS.from_user_input(frame.crs))
-
-
-def alignment_from_gcps(table: GcpTable, target: str | Path, model: str, reference: str | None = None) -> Alignment:
-    """An alignment fitted to the enabled GCPs of a table: the workflow of a user who edited points in QGIS.
-
-    Args:
-        table: GCPs (disabled points are kept but not fitted).
-        target: the raster they belong to.
-        model: any 3x3 or warp model name, or ``auto``.
-        reference: raster whose grid a warp snaps to; default a grid of the fitted pixel size.
-    """
-    from georef.fitting import AUTO, MIN_POINTS, MODELS, least_squares, select_model
-    from georef.models import WARP_MODELS, fit_model, min_points
-    from georef.quality import Quality, coverage
-    from georef.raster import latitude, metres_per_unit, open_raster
-
-    if table.crs is None:
-        raise GcpFormatError("the GCPs carry no CRS", target)
-    used = table.inlier
-    if model == AUTO:
-        model = select_model(table.pixel[used], table.map_xy[used])
-    need = MIN_POINTS[model] if model in MODELS else min_points(model)
-    if used.sum() < max(need, 3):
-        raise GcpFormatError(f"{int(used.sum())} enabled GCPs; the {model} model needs {max(need, 3)}", target)
-    if model in WARP_MODELS:
-        predict = fit_model(model, table.pixel[used], table.map_xy[used]).apply
-        transform = geometry.fit_affine_lstsq(table.pixel[used], table.map_xy[used])
-    else:
-        transform = least_squares(model, table.pixel[used], table.map_xy[used])
-        predict = lambda p: geometry.apply(transform, p)  # noqa: E731
-    with open_raster(target) as ds:
-        width, height = ds.width, ds.height
-    unit = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]))))
-    centre = geometry.apply(transform, [[width / 2, height / 2]])[0]
-    metres_per_px = unit * metres_per_unit(table.crs, latitude(table.crs, centre))
-    residual = np.linalg.norm(predict(table.pixel) - table.map_xy, axis=1) / unit
-    r = residual[used]
-    rmse = float(np.sqrt(np.mean(r**2)))
-    # Edited GCPs face no gate and no search margin: the user chose them.
-    quality = Quality(len(table), int(used.sum()), int(used.sum()), rmse, float(r.max()), rmse * metres_per_px,
-                      float(r.max()) * metres_per_px, coverage(table.pixel[used], width, height), 0.0, 0.0, passed=True)
-    tie_points = TiePoints(table.pixel, table.map_xy, residual, used, table.confidence)
-    return Alignment(str(target), str(reference) if reference else "", "gcps", model, table.crs.to_wkt(),
-                     transform, width, height, metres_per_px, tie_points, quality)
-
-
-def export(source: str | Path, destination: str | Path, inliers_only: bool = False, overwrite: bool = False) -> GcpTable:
-    """Read the GCPs of ``source`` and write them to ``destination``."""
-    from georef.write import refuse_existing
-
-    refuse_existing(destination, overwrite=overwrite)
-    table = read(source)
-    if inliers_only:
-        keep = table.inlier
-        table = GcpTable(table.pixel[keep], table.map_xy[keep], table.residual_px[keep], table.residual_m[keep],
-                         table.inlier[keep], table.confidence[keep], table.crs)
-    write(table, destination)
-    return table
-
-
-def fit_file(
-    gcp_file: str | Path,
-    target: str | Path,
-    output: str | Path,
-    model: str = "affine",
-    *,
-    reference: str | Path | None = None,
-    report: str | Path | None = None,
-    gcps: int | None = None,
-    warp: bool = False,
-    resampling: str = "cubic",
-    target_res: float | None = None,
-    overwrite: bool = False,
-) -> Alignment:
-    """Fit a model to a GCP file and write the target with it (pixels kept, or warped)."""
-    from rasterio.enums import Resampling
-
-    from georef.report import write_report
-    from georef.write import refuse_existing, write_aligned, write_warped
-
-    refuse_existing(output, report, overwrite=overwrite)
-    alignment = alignment_from_gcps(read(gcp_file), target, model, reference)
-    if warp:
-        write_warped(target, output, alignment, Resampling[resampling], target_res)
-    else:
-        write_aligned(target, output, alignment, gcps=gcps)
-    if report is not None:
-        write_report(report, alignment, output=output)
-    return alignment

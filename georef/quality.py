@@ -6,28 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from georef.options import QualityGate
+
 
 @dataclass(frozen=True)
-class QualityGate:
-    """Thresholds a result must meet to be written.
-
-    Attributes:
-        min_inliers: fewest inliers of the unguided matching pass. The guided pass
-            finds matches near any prior, right or wrong, so only unguided
-            inliers count as independent support.
-        max_rmse_px: largest inlier residual RMSE, in target pixels.
-        min_coverage: smallest share of a 4x4 grid over the target holding inliers.
-        max_scale_change: largest relative change of pixel size against the
-            target's own georeference (0.2 = 20 %).
-    """
-
-    min_inliers: int = 12
-    max_rmse_px: float = 1.5
-    min_coverage: float = 0.25
-    max_scale_change: float = 0.2
-
-
-@dataclass
 class Quality:
     """How well the tie points support the transform.
 
@@ -69,37 +51,54 @@ def coverage(points: np.ndarray, width: float, height: float, cells: int = 4) ->
     return len(set(zip(cx.tolist(), cy.tolist()))) / cells**2
 
 
-def assess(
-    residual_px: np.ndarray,
-    inliers: np.ndarray,
-    support: int,
-    target_points: np.ndarray,
-    width: float,
-    height: float,
-    metres_per_px: float,
-    shift_m: float,
-    scale_change: float,
-    max_shift_m: float,
-    gate: QualityGate,
-) -> Quality:
-    """Measure a fit and apply the gate.
+@dataclass(frozen=True)
+class Evidence:
+    """The tie points a fit rests on.
 
-    Args:
+    Attributes:
+        target_px: (N, 2) match positions in the target, raster pixel coordinates.
         residual_px: (N,) residuals of all matches, in target pixels.
         inliers: (N,) bool inlier flags.
         support: inliers of the unguided pass.
-        target_points: (N, 2) match positions in the target, raster pixel coordinates.
-        width, height: target size in pixels.
-        metres_per_px: ground size of a target pixel.
+    """
+
+    target_px: np.ndarray
+    residual_px: np.ndarray
+    inliers: np.ndarray
+    support: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a fit puts the target against where it claimed to be.
+
+    Attributes:
         shift_m: largest corner move against the target's own georeference, metres.
         scale_change: relative pixel-size change against it.
         max_shift_m: the search margin; a larger move lies outside what was searched.
+    """
+
+    shift_m: float
+    scale_change: float
+    max_shift_m: float
+
+
+def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metres_per_px: float,
+           gate: QualityGate) -> Quality:
+    """Measure a fit and apply the gate.
+
+    Args:
+        evidence: the tie points and their residuals.
+        placement: how far the fit moves the target.
+        size: target (width, height) in pixels.
+        metres_per_px: ground size of a target pixel.
         gate: thresholds.
     """
-    r = residual_px[inliers]
+    r = evidence.residual_px[evidence.inliers]
     rmse = float(np.sqrt(np.mean(r**2))) if len(r) else float("inf")
     worst = float(r.max()) if len(r) else float("inf")
-    cov = coverage(target_points[inliers], width, height)
+    cov = coverage(evidence.target_px[evidence.inliers], *size)
+    support = evidence.support
     reasons = []
     if support < gate.min_inliers:
         reasons.append(f"{support} unguided inliers < {gate.min_inliers}")
@@ -107,12 +106,12 @@ def assess(
         reasons.append(f"RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
     if cov < gate.min_coverage:
         reasons.append(f"coverage {cov:.0%} < {gate.min_coverage:.0%}")
-    if shift_m > max_shift_m:
-        reasons.append(f"moves a corner {shift_m:.0f} m, beyond the {max_shift_m:g} m search margin")
-    if abs(scale_change) > gate.max_scale_change:
-        reasons.append(f"changes the pixel size by {scale_change:+.0%}, beyond {gate.max_scale_change:.0%}")
+    if placement.shift_m > placement.max_shift_m:
+        reasons.append(f"moves a corner {placement.shift_m:.0f} m, beyond the {placement.max_shift_m:g} m search margin")
+    if abs(placement.scale_change) > gate.max_scale_change:
+        reasons.append(f"changes the pixel size by {placement.scale_change:+.0%}, beyond {gate.max_scale_change:.0%}")
     return Quality(
-        matches=len(residual_px),
+        matches=len(evidence.residual_px),
         inliers=int(len(r)),
         support=support,
         rmse_px=rmse,
@@ -120,8 +119,8 @@ def assess(
         rmse_m=rmse * metres_per_px,
         max_m=worst * metres_per_px,
         coverage=cov,
-        shift_m=shift_m,
-        scale_change=scale_change,
+        shift_m=placement.shift_m,
+        scale_change=placement.scale_change,
         passed=not reasons,
         reasons=reasons,
     )

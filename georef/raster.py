@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,6 +78,36 @@ class Georeference:
     pixel_to_map: np.ndarray
     crs: CRS
     source: str
+
+
+#: GDAL's block cache while georef reads and writes, unless GDAL_CACHEMAX is set: GDAL's
+#: default (5 % of RAM) alone would exceed the memory a whole scene should take.
+GDAL_CACHE_BYTES = 256 * 2**20
+
+
+def bounded_gdal_cache() -> rasterio.Env:
+    """A rasterio environment bounding GDAL's block cache (a user's GDAL_CACHEMAX wins)."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What an alignment reads: two paths GDAL opens, the bands of each, and exclusion masks.
+
+    Attributes:
+        target, reference: paths GDAL opens (resolved inputs, see :mod:`georef.inputs`).
+        target_bands, reference_bands: 1-based bands to read.
+        target_mask, reference_mask: pixels to keep out of matching, or None.
+    """
+
+    target: str
+    reference: str
+    target_bands: list[int]
+    reference_bands: list[int]
+    target_mask: "ExclusionMask | None" = None
+    reference_mask: "ExclusionMask | None" = None
 
 
 @contextmanager
@@ -259,6 +290,8 @@ def _read(
     except RasterioIOError as exc:
         raise RasterReadError(f"read failed ({_one_line(exc)})", ds.name) from exc
     valid = np.all(masks > 0, axis=0)
+    if np.issubdtype(data.dtype, np.floating):  # NaN or inf is no data, whatever the nodata tag says
+        valid &= np.all(np.isfinite(data), axis=0)
     if mask is not None:
         valid &= ~mask.excluded((ds.width, ds.height), window, out_shape)
     return data, valid

@@ -21,6 +21,8 @@ import torch
 
 from georef import geometry
 from georef.fitting import fit_transform
+from georef.options import RefineOptions
+from georef.raster import MatchImage
 
 log = logging.getLogger(__name__)
 
@@ -177,58 +179,43 @@ def window_offsets(
     return centres[keep], offsets[keep], responses[keep]
 
 
-def refine(
-    target: np.ndarray,
-    target_valid: np.ndarray,
-    chip: np.ndarray,
-    chip_valid: np.ndarray,
-    matrix: np.ndarray,
-    model: str,
-    iterations: int = 5,
-    window: int = 64,
-    threshold: float = 1.0,
-    min_windows: int = 12,
-    converged_px: float = 0.02,
-    lowpass_sigma: float = 0.1,
-) -> Refinement | None:
+def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
+           options: RefineOptions = RefineOptions()) -> Refinement | None:
     """Refine a target-raster -> chip-raster transform to sub-pixel precision.
 
+    Each round resamples the chip onto the target grid through the transform,
+    measures the offsets of windows on a grid, and fits the model to them; later
+    rounds measure on a resampling closer to the truth, where the windows agree
+    better. It stops when a round moves the image corners less than
+    ``options.converged_px``.
+
     Args:
-        target: (H, W) float32 target image.
-        target_valid: (H, W) bool.
-        chip: (h, w) float32 reference chip.
-        chip_valid: (h, w) bool.
+        target: the target image (pixels (H, W) float32, valid (H, W) bool).
+        chip: the reference chip.
         matrix: (3, 3) transform to refine, accurate to a few pixels.
         model: transform model of the window fits (``auto`` chooses in each round).
-        iterations: most resample-and-measure rounds; later rounds measure on a
-            resampling closer to the truth, where the windows agree better.
-        window: correlation window side, pixels.
-        threshold: inlier threshold of the window fit, pixels.
-        min_windows: fewest usable windows; below it the transform is returned unrefined (None).
-        converged_px: stop once a round moves the image corners less than this.
-        lowpass_sigma: spectral weight of the window correlation (see
-            :func:`phase_correlate`). 0.1 cycles/px was chosen on the s2-seasons
-            benchmark: wider weights (0.15, 0.2) close season loops slightly
-            better but score worse against its identity truth (see the README).
+        options: window size, rounds, thresholds and the spectral weight (see
+            :func:`phase_correlate`; its default, 0.1 cycles/px, was chosen on the
+            s2-seasons benchmark, see docs/benchmarks.md).
 
     Returns:
         The refinement, or None where too few windows hold texture.
     """
     result = None
-    for _ in range(iterations):
-        warped = resample_to(chip, matrix, target.shape)
-        warped_valid = resample_to(chip_valid.astype(np.float32), matrix, target.shape) > 0.99
-        centres, offsets, responses = window_offsets(target, warped, target_valid & warped_valid, window,
-                                                     lowpass_sigma=lowpass_sigma)
-        if len(centres) < min_windows:
-            log.info("refinement skipped: %d textured windows < %d", len(centres), min_windows)
+    for _ in range(options.iterations):
+        warped = resample_to(chip.pixels, matrix, target.shape)
+        warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
+        centres, offsets, responses = window_offsets(target.pixels, warped, target.valid & warped_valid,
+                                                     options.window, lowpass_sigma=options.lowpass_sigma)
+        if len(centres) < options.min_windows:
+            log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
         chip_px = geometry.apply(matrix, centres + offsets)
-        fit = fit_transform(centres, chip_px, model, threshold)
+        fit = fit_transform(centres, chip_px, model, options.threshold_px)
         change = geometry.mean_corner_distance(fit.matrix, matrix, *target.shape[::-1])
         matrix = fit.matrix
         result = Refinement(matrix, fit.model, centres, chip_px, responses, fit.inliers)
         log.info("refinement: %d windows, %d inliers, moved %.3f px", len(centres), fit.inliers.sum(), change)
-        if change < converged_px:
+        if change < options.converged_px:
             break
     return result

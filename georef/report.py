@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import json
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from georef.align import Alignment
+from georef.files import Staging, destination
+from georef.gcps import from_alignment
+from georef.result import Alignment
 
-_PACKAGES = ("georef", "numpy", "rasterio", "torch", "kornia", "opencv-python-headless", "pyproj")
+_PACKAGES = ("autogeoref", "numpy", "rasterio", "torch", "kornia", "opencv-python-headless", "pyproj")
 
 
 def package_versions() -> dict[str, str]:
@@ -30,7 +34,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def report_dict(alignment: Alignment, output: str | Path | None = None) -> dict:
+def report_dict(alignment: Alignment, output: str | Path | None = None, timings: dict | None = None) -> dict:
     """The report as a JSON-ready dict; ``alignment`` holds the full result."""
     q = alignment.quality
     return {
@@ -49,32 +53,58 @@ def report_dict(alignment: Alignment, output: str | Path | None = None) -> dict:
         "shift_m": q.shift_m,
         "scale_change": q.scale_change,
         "reasons": q.reasons,
-        "timings_s": alignment.timings,
+        "timings_s": {**alignment.timings, **(timings or {})},
         "versions": package_versions(),
         "alignment": alignment.to_dict(),
     }
 
 
-def write_report(path: str | Path, alignment: Alignment, output: str | Path | None = None,
-                 figures: bool = True) -> Path:
-    """Write the JSON report atomically and, with ``figures``, beside it a Markdown and an
-    HTML summary, a residual vector plot (``*_residuals.png``) and a residual histogram
-    (``*_histogram.png``)."""
-    from georef.write import atomic_path
-
+def report_paths(path: str | Path, figures: bool = True) -> list[Path]:
+    """Every file :func:`write_report` writes: the JSON, and with ``figures`` two summaries and two plots."""
     path = Path(path)
-    data = report_dict(alignment, output)
-    with atomic_path(path) as tmp:
+    if not figures:
+        return [path]
+    stem = path.with_suffix("")
+    return [path, stem.with_suffix(".md"), stem.with_suffix(".html"), Path(f"{stem}_residuals.png"),
+            Path(f"{stem}_histogram.png")]
+
+
+def write_report(path: str | Path, alignment: Alignment, output: str | Path | None = None,
+                 figures: bool = True, staging: Staging | None = None, timings: dict | None = None) -> Path:
+    """Write the JSON report and, with ``figures``, the other files of :func:`report_paths`.
+
+    Args:
+        path: the JSON file.
+        alignment: the result.
+        output: the raster written with it, if any.
+        figures: also write a Markdown and an HTML summary, a residual vector plot and a residual histogram.
+        staging: renames the files with the command's other outputs; default each at once.
+        timings: seconds of stages after the estimate (writing), added to the alignment's.
+    """
+    paths = report_paths(path, figures)
+    data = report_dict(alignment, output, timings)
+    with destination(paths[0], staging) as tmp:
         tmp.write_text(json.dumps(data, indent=1))
     if figures:
-        stem = path.with_suffix("")
-        images = [_plot_residuals(alignment, Path(f"{stem}_residuals.png")),
-                  _plot_histogram(alignment, Path(f"{stem}_histogram.png"))]
-        markdown = _markdown(data, alignment, [p.name for p in images])
-        for suffix, text in ((".md", markdown), (".html", _html(markdown))):
-            with atomic_path(stem.with_suffix(suffix)) as tmp:
+        _, md, page, residuals, histogram = paths
+        _plot_residuals(alignment, residuals, staging)
+        _plot_histogram(alignment, histogram, staging)
+        markdown = _markdown(data, alignment, [residuals.name, histogram.name])
+        for file, text in ((md, markdown), (page, _html(markdown))):
+            with destination(file, staging) as tmp:
                 tmp.write_text(text)
-    return path
+    return paths[0]
+
+
+def write_failure_report(path: str | Path, target: str | Path, reference: str | Path | None, reason: str,
+                         staging: Staging | None = None) -> Path:
+    """The JSON report of a run that produced no alignment at all (nothing matched)."""
+    data = {"status": "failed", "output": None, "target": str(target),
+            "reference": None if reference is None else str(reference), "reasons": [reason],
+            "versions": package_versions(), "alignment": None}
+    with destination(path, staging) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+    return Path(path)
 
 
 def pyplot():
@@ -87,11 +117,8 @@ def pyplot():
     return plt
 
 
-def _plot_residuals(alignment: Alignment, path: Path) -> Path:
+def _plot_residuals(alignment: Alignment, path: Path, staging: Staging | None) -> Path:
     """Residual vectors of the tie points over the target, inliers coloured by length."""
-    from georef.gcps import from_alignment
-    from georef.write import atomic_path
-
     plt = pyplot()
     table = from_alignment(alignment)
     inl = table.inlier
@@ -104,22 +131,20 @@ def _plot_residuals(alignment: Alignment, path: Path) -> Path:
     ax.set(xlim=(0, alignment.width), ylim=(alignment.height, 0), aspect="equal", xlabel="column", ylabel="row",
            title=f"{alignment.matcher}/{alignment.model}: residuals of {int(inl.sum())} inliers")
     ax.legend(loc="lower right", fontsize=7)
-    with atomic_path(path) as tmp:
+    with destination(path, staging) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
 
 
-def _plot_histogram(alignment: Alignment, path: Path) -> Path:
-    from georef.write import atomic_path
-
+def _plot_histogram(alignment: Alignment, path: Path, staging: Staging | None) -> Path:
     plt = pyplot()
     tp = alignment.tie_points
     fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
     ax.hist(tp.residual_px[tp.inlier], bins=40, color="C0")
     ax.set(xlabel="inlier residual, px", ylabel="tie points", title=f"RMSE {alignment.quality.rmse_px:.2f} px")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with destination(path, staging) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
@@ -150,9 +175,6 @@ def _markdown(data: dict, alignment: Alignment, images: list[str]) -> str:
 
 def _html(markdown: str) -> str:
     """A small self-contained HTML page of the Markdown summary (headings, lists, tables, images)."""
-    import html
-    import re
-
     body = []
     table: list[str] = []
     for line in markdown.splitlines() + [""]:

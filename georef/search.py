@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from rasterio.io import DatasetReader
 from rasterio.warp import transform as transform_coords
 from rasterio.windows import Window
 
 from georef import geometry, raster
 from georef.errors import EmptyDataError, MatchingError, NoOverlapError
 from georef.fitting import fit_transform
+from georef.matchers import create_matcher
+from georef.options import AlignOptions
+from georef.tiles import window_grid
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,8 @@ def _region(ref_ds, approx_center: tuple[float, float] | None, radius_m: float) 
     c0, r0 = max(0, int(col - radius)), max(0, int(row - radius))
     c1, r1 = min(ref_ds.width, int(col + radius) + 1), min(ref_ds.height, int(row + radius) + 1)
     if c1 - c0 < 8 or r1 - r0 < 8:
-        raise NoOverlapError(f"--approx-center {approx_center[0]:g} {approx_center[1]:g} is outside it", ref_ds.name)
+        raise NoOverlapError(f"the approximate centre {approx_center[0]:g} {approx_center[1]:g} "
+                             "({param:approx_center}) is outside it", ref_ds.name)
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
@@ -47,8 +52,6 @@ def _parts(region: Window, side: int) -> list[Window]:
     """Windows of ``side`` px overlapping by half, covering ``region`` (the region itself if smaller)."""
     if side >= max(region.width, region.height):
         return [region]
-    from georef.tiles import window_grid
-
     return [Window(region.col_off + w.col_off, region.row_off + w.row_off, w.width, w.height)
             for w in window_grid(int(region.width), int(region.height), side, side // 2)]
 
@@ -63,17 +66,16 @@ def _plausible(matrix: np.ndarray, tolerance: float = 0.3) -> bool:
     return bool(np.all(np.abs(singular - 1) < tolerance) and abs(rotation) < 20)
 
 
-def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=None,
-                  target_pixel_size: float | None = None, masks=(None, None)) -> tuple[raster.Georeference, float]:
+def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.Sources, options: AlignOptions,
+                  target_pixel_size: float | None = None) -> tuple[raster.Georeference, float]:
     """Locate the target in the reference.
 
     Args:
         tgt_ds, ref_ds: open datasets (the reference north-up and georeferenced).
-        tgt_bands, ref_bands: bands to read.
-        options: :class:`georef.align.AlignOptions` (matcher, threshold, gate, max_size).
-        approx_center: (lon, lat) to search around; None searches the whole reference.
+        sources: bands and exclusion masks to read.
+        options: matcher, threshold, gate, max_size, and ``approx_center``, the (lon, lat)
+            to search around (None searches the whole reference).
         target_pixel_size: the target's pixel size in reference units if known; else candidates are tried.
-        masks: exclusion masks of target and reference.
 
     Returns:
         The found georeference, and its uncertainty in metres (a few search pixels).
@@ -81,9 +83,8 @@ def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=N
     Raises:
         MatchingError: no candidate found enough support.
     """
-    from georef.matchers import create_matcher
-
-    matcher = create_matcher(options.matcher, options.weights)
+    matcher = create_matcher(options.matcher, options.weights, options.device)
+    approx_center = options.approx_center
     ref_px = abs(ref_ds.transform.a)
     mpu = raster.metres_per_unit(ref_ds.crs)
     candidates = [target_pixel_size] if target_pixel_size else [ref_px * s for s in SCALES]
@@ -104,12 +105,13 @@ def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=N
                 continue
             target_img = targets.get(round(target_long))
             if target_img is None:  # parts of one scale share it: read once
-                target_img = targets[round(target_long)] = raster.read_target(tgt_ds, tgt_bands,
-                                                                              round(target_long), masks[0])
+                target_img = targets[round(target_long)] = raster.read_target(
+                    tgt_ds, sources.target_bands, round(target_long), sources.target_mask)
             try:
-                chip = raster.read_reference_chip(ref_ds, ref_bands,
+                chip = raster.read_reference_chip(ref_ds, sources.reference_bands,
                                                   geometry.to_matrix(ref_ds.window_transform(window)),
-                                                  window.width, window.height, 0.0, working, mask=masks[1])
+                                                  window.width, window.height, 0.0, working,
+                                                  mask=sources.reference_mask)
             except EmptyDataError:
                 continue
             matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
@@ -130,7 +132,8 @@ def global_search(tgt_ds, ref_ds, tgt_bands, ref_bands, options, approx_center=N
     if best is None or best[0] < options.gate.min_inliers:
         found = 0 if best is None else best[0]
         raise MatchingError(f"not found in the reference by a global search ({found} inliers at best, "
-                            f"{options.gate.min_inliers} needed); give --approx-center LON LAT", tgt_ds.name)
+                            f"{options.gate.min_inliers} needed); give its approximate centre ({{param:approx_center}})",
+                            tgt_ds.name)
     support, pixel_to_map, working = best
     log.info("search: found with %d inliers", support)
     return raster.Georeference(pixel_to_map / pixel_to_map[2, 2], ref_ds.crs, "search"), 8 * working * mpu

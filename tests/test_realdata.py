@@ -2,13 +2,13 @@
 
 import pytest
 
-from georef.align import estimate_alignment
+from georef import estimate_alignment
 from georef.benchmark.cases import make_warp_case, s2_seasons_pairs
 from georef.benchmark.metrics import corner_error
 
-from conftest import S2_SEASONS, requires_s2_seasons
+from conftest import S2_SEASONS
 
-pytestmark = [requires_s2_seasons, pytest.mark.realdata]
+pytestmark = pytest.mark.realdata
 
 
 @pytest.mark.parametrize("tile", ["T35UNQ", "T36UUA", "T36UUU"])

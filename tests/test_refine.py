@@ -60,7 +60,8 @@ def test_refine_recovers_a_transform_from_a_pixel_off_start(image, model):
     valid = np.ones(image.shape, bool)
     chip_valid = resample_to(np.ones_like(image), np.linalg.inv(truth), image.shape) > 0.99
     start = geometry.translation(1.0, -0.8) @ truth  # a pixel off, as a keypoint fit may be
-    result = refine(image, valid, chip, chip_valid, start, model)
+    result = refine(raster.MatchImage(image, valid, np.eye(3)), raster.MatchImage(chip, chip_valid, np.eye(3)), start,
+                    model)
     assert result is not None and result.inliers.sum() >= 12
     err = geometry.mean_corner_distance(result.matrix, truth, 512, 512)
     before = geometry.mean_corner_distance(start, truth, 512, 512)
@@ -70,4 +71,5 @@ def test_refine_recovers_a_transform_from_a_pixel_off_start(image, model):
 def test_refine_gives_up_on_a_textureless_image():
     flat = np.full((256, 256), 0.5, np.float32)
     ok = np.ones_like(flat, bool)
-    assert refine(flat, ok, flat, ok, np.eye(3), "affine") is None
+    image = raster.MatchImage(flat, ok, np.eye(3))
+    assert refine(image, image, np.eye(3), "affine") is None

@@ -4,7 +4,7 @@ from affine import Affine
 from rasterio.warp import transform as transform_coords
 
 from georef import geometry
-from georef.align import AlignOptions, estimate_alignment
+from georef import AlignOptions, estimate_alignment
 
 from conftest import crop, write_tif
 

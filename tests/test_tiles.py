@@ -3,8 +3,9 @@ import pytest
 from affine import Affine
 
 from georef import geometry
-from georef.align import AlignOptions, estimate_alignment
-from georef.tiles import TileOptions, window_grid
+from georef import AlignOptions, estimate_alignment
+from georef.options import TileOptions
+from georef.tiles import window_grid
 
 from conftest import crop, write_tif
 

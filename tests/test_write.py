@@ -7,7 +7,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 
 from georef import geometry
-from georef.align import align_file, estimate_alignment
+from georef import OutputOptions, align_file, estimate_alignment
 from georef.write import select_spread, write_aligned
 
 from conftest import crop, write_tif
@@ -29,7 +29,7 @@ def test_output_keeps_pixels_and_metadata(tmp_path, scene, pair):
         ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
     before = _digest(target)
     out = tmp_path / "aligned.tif"
-    result = align_file(target, pair.reference, out)
+    result = align_file(target, pair.reference, OutputOptions(output=out))
     assert _digest(target) == before  # input untouched
     with rasterio.open(target) as src, rasterio.open(out) as dst:
         np.testing.assert_array_equal(src.read(), dst.read())

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
+    bars = not args.quiet and sys.stderr.isatty()  # progress bars on a terminal only, never in log files
 
     from training.config import load_config
     from training.train import Trainer, evaluate, measure_throughput
@@ -40,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         weights = None if args.evaluate == "pretrained" else Path(args.evaluate)
         name = "pretrained" if weights is None else weights.stem
-        result = evaluate(config, weights, Path(config.out) / "eval" / name, progress=not args.quiet)
+        result = evaluate(config, weights, Path(config.out) / "eval" / name, progress=bars)
     else:
-        trainer = Trainer(config, progress=not args.quiet)
+        trainer = Trainer(config, progress=bars)
         if args.throughput:
             result = measure_throughput(trainer, trainer.training_samples(), args.batches)
         else:

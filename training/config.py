@@ -17,7 +17,7 @@ class TrainConfig:
         matcher: core matcher fine-tuned: 'aliked-lightglue', 'disk-lightglue' or 'superglue'.
         weights: starting matcher weights; default the registry's pretrained file
             (for superglue: ``SP.pth,SG.pth``).
-        data: an s2-seasons folder.
+        data: an s2-seasons folder (required: ``data=PATH`` or in the YAML file).
         train_tiles, val_tiles: tiles of each split (no tile in both).
         pairings: season pairs used for training, target:reference.
         val_pairing: the season pair of the validation (true error per epoch).
@@ -38,7 +38,7 @@ class TrainConfig:
 
     matcher: str = "aliked-lightglue"
     weights: str | None = None
-    data: str = "../shared/data/s2-seasons"
+    data: str | None = None
     train_tiles: list[str] = field(default_factory=lambda: ["T36UUA", "T36UUU"])
     val_tiles: list[str] = field(default_factory=lambda: ["T35UNQ"])
     pairings: list[str] = field(default_factory=lambda: ["winter:summer", "winter:summer_prev", "summer_prev:summer"])
@@ -101,7 +101,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    return dataclasses.replace(config, **values)
+    config = dataclasses.replace(config, **values)
+    if not config.data:
+        raise ValueError("no training data: give the s2-seasons folder as data=PATH (or data: in the config file)")
+    return config
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

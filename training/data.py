@@ -9,6 +9,7 @@ Features of the frozen extractor are computed once per warped variant and cached
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -98,7 +99,8 @@ def build_samples(pairs: list[Pair], features, config, cache_dir: Path, progress
     path = cache_dir / f"samples-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         log.info("features from the cache %s", path)
-        return torch.load(path, weights_only=False)
+        # Tensors and plain containers only: a tampered cache cannot run code.
+        return [Sample(**fields) for fields in torch.load(path, weights_only=True)]
     spec = WarpSpec(config.max_shift_px, config.max_rotation_deg, config.max_scale, config.max_perspective)
     rng = np.random.default_rng(config.seed)
     samples = []
@@ -119,7 +121,7 @@ def build_samples(pairs: list[Pair], features, config, cache_dir: Path, progress
             samples.append(Sample(f0, f1, image0.shape[::-1], moved.shape[::-1], torch.from_numpy(matches),
                                   torch.from_numpy(un0), torch.from_numpy(un1)))
     cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(samples, path)
+    torch.save([dataclasses.asdict(s) for s in samples], path)
     return samples
 
 

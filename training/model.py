@@ -13,10 +13,7 @@ from kornia.feature.lightglue import normalize_keypoints
 from torch import nn
 
 from georef.matchers.lightglue import LightGlueMatcher
-from georef.matchers.superglue import SuperGlueMatcher
-
-#: Score given to padded keypoint pairs: no probability mass, finite gradients.
-_PADDED = -1e4
+from georef.matchers.superglue import PADDED_LOG_MASS, SuperGlueMatcher
 
 
 class FrozenFeatures:
@@ -35,10 +32,10 @@ class FrozenFeatures:
     def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
         """Features of one (H, W) float32 image: keypoints (N, 2) x/y pixels, descriptors (N, D), scores (N,)."""
         if isinstance(self.core, SuperGlueMatcher):
-            pts, scores, desc, _ = self.core._features(image, None)
+            pts, scores, desc, _ = self.core.features(image, None)
             desc = desc.T
         else:
-            pts, desc = self.core._features(image, None)
+            pts, desc = self.core.features(image, None)
             scores = torch.ones(len(pts))
         return {"keypoints": torch.from_numpy(pts).float(), "descriptors": desc.float().clone(),
                 "scores": scores.float().clone()}
@@ -133,7 +130,7 @@ def _attention_bias(valid_q: torch.Tensor, valid_k: torch.Tensor) -> torch.Tenso
     entirely, and its softmax (NaN, zeroed in the forward pass) sends NaN gradients back.
     """
     pair = valid_q[:, None, :, None] & valid_k[:, None, None, :]
-    return torch.zeros(pair.shape, device=pair.device).masked_fill(~pair, _PADDED)
+    return torch.zeros(pair.shape, device=pair.device).masked_fill(~pair, PADDED_LOG_MASS)
 
 
 def _cross_attention(block, x0: torch.Tensor, x1: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +152,7 @@ def _masked_assignment(assignment, desc0, desc1, pair_mask) -> torch.Tensor:
     mdesc0, mdesc1 = assignment.final_proj(desc0), assignment.final_proj(desc1)
     d = mdesc0.shape[-1]
     sim = torch.einsum("bmd,bnd->bmn", mdesc0 / d**0.25, mdesc1 / d**0.25)
-    sim = sim.masked_fill(~pair_mask, _PADDED)
+    sim = sim.masked_fill(~pair_mask, PADDED_LOG_MASS)
     z0, z1 = assignment.matchability(desc0), assignment.matchability(desc1)
     b, m, n = sim.shape
     scores = F.log_softmax(sim, 2) + F.log_softmax(sim, 1) + F.logsigmoid(z0) + F.logsigmoid(z1).transpose(1, 2)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from georef.options import AlignOptions, RefineOptions
 from training.config import TrainConfig, save_config
 from training.data import Sample, build_samples, collate, split_pairs
 from training.model import FrozenFeatures, TrainableMatcher, build_core, deep_loss
@@ -103,7 +104,7 @@ class Trainer:
         path = self.out / "last.pt"
         if not path.is_file():
             return False
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)  # tensors and plain values: a tampered file cannot run code
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
@@ -165,7 +166,6 @@ def evaluate(config: TrainConfig, weights: Path | str | None, out_dir: Path, pro
     Two settings: the raw matcher (no guided pass, no refinement: what training changes) and the
     default pipeline.
     """
-    from georef.align import AlignOptions
     from georef.benchmark.cases import CaseSpec, build_cases
     from georef.benchmark.run import run_benchmark
 
@@ -175,7 +175,8 @@ def evaluate(config: TrainConfig, weights: Path | str | None, out_dir: Path, pro
     cases = build_cases(config.data, out_dir / "cases", spec)
     weights_arg = str(weights) if weights else config.weights
     results = {}
-    for label, options in (("raw", AlignOptions(guided_radius_px=0, refine=False)), ("default", AlignOptions())):
+    raw = AlignOptions(guided_radius_px=0, refine=RefineOptions(enabled=False))
+    for label, options in (("raw", raw), ("default", AlignOptions())):
         summary = run_benchmark(cases, [config.matcher], out_dir / label, options=replace(options,
                                 weights=weights_arg), progress=progress)
         entry = next(iter(summary["settings"].values()))

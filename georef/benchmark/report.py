@@ -10,6 +10,8 @@ import numpy as np
 
 from georef import geometry
 from georef.benchmark.cases import Case
+from georef.benchmark.consistency import season_consistency
+from georef.benchmark.layout import case_paths, row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX
 from georef.report import pyplot
 
@@ -17,8 +19,6 @@ CDF_MAX_PX = 10.0
 
 
 def _rows_of(rows: list[dict], key: str) -> list[dict]:
-    from georef.benchmark.run import row_key
-
     return [r for r in rows if row_key(r["matcher"], r["model"], r["threshold"], r["group"]) == key]
 
 
@@ -121,8 +121,6 @@ def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_li
 
 def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str]:
     """The report's season-consistency section; empty where no season triangle was run."""
-    from georef.benchmark.consistency import season_consistency
-
     settings = sorted({k.split(" ")[0] for k in keys})
     results = {s: season_consistency([r for r in rows if "/".join((r["matcher"], r["model"], r["threshold"])) == s],
                                      cases) for s in settings}
@@ -196,8 +194,6 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
         show: case names to draw; default the two worst and two best of the first setting.
         default_threshold: the settings at this threshold make the CDF; others form the sweep.
     """
-    from georef.benchmark.run import report_path
-
     settings = summary["settings"]
     main = [k for k, e in settings.items() if default_threshold is None or e["threshold"] == default_threshold]
     images = [plot_cdf(rows, main, out_dir / "cdf.png").name]
@@ -212,7 +208,7 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
     views = []
     for r in first:
         if r["case"] in show and r["case"] in by_name:
-            path = report_path(out_dir, r["matcher"], r["model"], float(r["threshold"]), r["case"])
+            path = case_paths(out_dir, r["matcher"], r["model"], float(r["threshold"]), r["case"])[1]
             if path.exists():
                 views.append((by_name[r["case"]], path))
     if views:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -14,11 +15,14 @@ import rasterio
 from tqdm import tqdm
 
 from georef import geometry
-from georef.align import AlignOptions, align_file
-from georef.benchmark.cases import Case
+from georef.benchmark.cases import Case, CaseSpec, build_cases
+from georef.benchmark.layout import case_paths, row_key
 from georef.benchmark.metrics import check_point_rmse, corner_error, summarise
+from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
 from georef.matchers import create_matcher
+from georef.options import AlignOptions, OutputOptions
+from georef.workflow import align_file
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +46,19 @@ class Setting:
         return self.matcher, self.model, f"{self.threshold:g}"
 
 
-def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
-    """The summary key of a setting and group, e.g. ``xfeat/auto/2 winter->summer``."""
-    return f"{matcher}/{model}/{threshold} {group}"
-
-
-def _paths(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> tuple[Path, Path]:
-    folder = f"{matcher}_{model}_{threshold:g}"
-    stem = "".join(ch if ch.isalnum() else "_" for ch in case_name)
-    return out_dir / "outputs" / folder / f"{stem}.tif", out_dir / "reports" / folder / f"{stem}.json"
-
-
-def report_path(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> Path:
-    """Where a case's JSON report (with its tie points) is written."""
-    return _paths(out_dir, matcher, model, threshold, case_name)[1]
-
-
 def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
-    """Align one case through :func:`georef.align.align_file` and score the written output.
+    """Align one case through :func:`georef.workflow.align_file` and score the written output.
 
     The output GeoTIFF and the JSON report land under ``out_dir``; a refused case is
     scored on the transform it would have written.
     """
-    out, report = _paths(out_dir, options.matcher, options.model, options.threshold_px, case.name)
+    out, report = case_paths(out_dir, options.matcher, options.model, options.threshold_px, case.name)
     row = {"case": case.name, "group": case.group, "matcher": options.matcher, "model": options.model,
            "threshold": f"{options.threshold_px:g}"}
     start = time.perf_counter()
     try:
-        alignment = align_file(case.target, case.reference, out, options, report=report, overwrite=True,
-                               report_figures=False)
+        alignment = align_file(case.target, case.reference,
+                               OutputOptions(output=out, report=report, overwrite=True, report_figures=False), options)
         with rasterio.open(out) as ds:  # score what was written, not what was meant
             estimate = geometry.to_matrix(ds.transform)
         status = "ok"
@@ -121,7 +109,7 @@ def run_benchmark(
     models: list[str] = ("auto",),
     thresholds: list[float] = (),
     options: AlignOptions | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Run every case through every matcher and model; optionally sweep the RANSAC threshold.
 
@@ -134,7 +122,7 @@ def run_benchmark(
         out_dir: output folder.
         thresholds: extra RANSAC thresholds (px) run for every matcher with the first model.
         options: base alignment options.
-        progress: show a progress bar.
+        progress: show a progress bar [default: when stderr is a terminal].
 
     Returns:
         The summary: ``{"settings": {"matcher/model/threshold group": {...}}}``, one
@@ -157,7 +145,10 @@ def run_benchmark(
         if new_file:
             writer.writeheader()
         loaded = set()
-        for setting, case in tqdm(todo, desc="benchmark", disable=not progress, unit="case"):
+        bar = progress if progress is not None else sys.stderr.isatty()
+        if rows and todo:
+            log.info("resuming: %d runs done, %d to go", len(done), len(todo))
+        for setting, case in tqdm(todo, desc="benchmark", disable=not bar or not todo, unit="case"):
             if setting.matcher not in loaded:
                 create_matcher(setting.matcher, base.weights)  # load weights before timing
                 loaded.add(setting.matcher)
@@ -221,9 +212,6 @@ def benchmark(
     show: list[str] | None = None,
 ) -> dict:
     """Build the cases, run them, and write ``cases.csv``, ``summary.json``, plots and ``report.md``."""
-    from georef.benchmark.cases import CaseSpec, build_cases
-    from georef.benchmark.report import write_report
-
     out_dir = Path(out_dir)
     options = options or AlignOptions()
     cases = build_cases(pairs, out_dir / "cases", spec or CaseSpec())

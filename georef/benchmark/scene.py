@@ -206,11 +206,13 @@ def _decode(paths: list[str], queue) -> None:
 
 def _align(target: str, reference: str, output: str, options, queue) -> None:
     """Child process: ``georef align`` on the case."""
-    from georef.align import align_file
+    from georef.options import OutputOptions
+    from georef.workflow import align_file
 
     start = time.perf_counter()
     try:
-        alignment = align_file(target, reference, output, options, overwrite=True, report_figures=False)
+        alignment = align_file(target, reference, OutputOptions(output=output, overwrite=True, report_figures=False),
+                               options)
         result = {"transform": alignment.transform.tolist(), "timings": alignment.timings,
                   "tiles": alignment.tiles, "inliers": alignment.quality.inliers, "passed": alignment.quality.passed}
     except Exception as exc:  # reported as the benchmark's result, not raised in a child
@@ -236,7 +238,7 @@ def run_scene_benchmark(out_dir: str | Path, source: str = "s2-seasons", data: s
     Returns:
         The measured numbers.
     """
-    from georef.align import AlignOptions
+    from georef.options import AlignOptions
 
     out_dir = Path(out_dir)
     options = options or AlignOptions()

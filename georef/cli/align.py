@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from georef.align import AlignOptions, align_file
 from georef.cli import options
 from georef.errors import QualityGateFailed
-from georef.quality import QualityGate
-from georef.report import summary
-from georef.tiles import TileOptions
+from georef.options import AlignOptions, RefineOptions, TileOptions
 
 
 @click.command()
@@ -19,20 +14,17 @@ from georef.tiles import TileOptions
 @click.option("--ref", "reference", required=True, type=options.raster_input,
               help="Georeferenced reference: raster, Sentinel-2 .SAFE folder or zip, or band files joined by commas.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Aligned GeoTIFF to write.")
-@click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
+@click.option("--dry-run", is_flag=True, help="Write no raster: estimate, and write the --report only.")
 @options.matcher
 @options.model
 @options.bands
 @options.weights
 @options.max_shift
-@click.option("--gcps", type=click.IntRange(min=3), help="Embed N well-spread tie points as GCPs instead of a geotransform.")
-@click.option("--target-crs", help="CRS of a target with a world file but no CRS [default: the reference's].")
-@click.option("--threshold", type=click.FloatRange(min=0.1), default=AlignOptions.threshold_px, show_default=True,
-              help="RANSAC inlier threshold, px.")
-@click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True)
-@click.option("--max-rmse", type=click.FloatRange(min=0), default=QualityGate.max_rmse_px, show_default=True, help="Pixels.")
-@click.option("--min-coverage", type=click.FloatRange(0, 1), default=QualityGate.min_coverage, show_default=True)
-@click.option("--refine/--no-refine", default=True, show_default=True,
+@options.target_crs
+@click.option("--threshold", type=options.Finite(0, low_open=True), default=AlignOptions.threshold_px,
+              show_default=True, help="RANSAC inlier threshold, px.")
+@options.gate
+@click.option("--refine/--no-refine", default=RefineOptions.enabled, show_default=True,
               help="Refine the fit to sub-pixel precision by local phase correlation.")
 @click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees.")
 @click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
@@ -46,43 +38,36 @@ from georef.tiles import TileOptions
 @options.jobs
 @click.option("--global-search", is_flag=True,
               help="Ignore the target's georeference and search the whole reference (automatic without one).")
-@click.option("--approx-center", nargs=2, type=float, metavar="LON LAT", help="Where the global search looks.")
+@options.approx_center
+@options.device
+@options.outputs
 @options.progress
-@options.warp
-@options.target_res
-@options.resampling
-@options.overwrite
-def align(target, reference, output, report, matcher, model, bands, weights, max_shift, gcps, target_crs,
-          threshold, min_inliers, max_rmse, min_coverage, refine, rotation_search, force, mask_target, mask_ref,
-          tile_size, tile_overlap, max_windows, jobs, global_search, approx_center, progress, warp, target_res,
-          resampling, overwrite):
+def align(target, reference, output, dry_run, **kw):
     """Align TARGET onto the reference and write it with a corrected georeference.
 
     TARGET may be a raster, a Sentinel-2 .SAFE folder or zip, or single-band files joined by commas.
     """
+    from georef.report import summary
+    from georef.workflow import align_file
+
+    if output is None and not dry_run:
+        raise click.UsageError("give the output with -o OUT.tif, or --dry-run to only estimate (with --report)")
+    if output is not None and dry_run:
+        raise click.UsageError("-o and --dry-run exclude each other")
+    outputs = options.outputs_from(output, kw, force=kw.pop("force"))
+    reporter = options.reporter_from(kw)
     opts = AlignOptions(
-        matcher=matcher,
-        model=model,
-        **options.split_bands(bands),
-        max_shift_m=max_shift,
-        threshold_px=threshold,
-        refine=refine,
-        rotation_search=rotation_search,
-        weights=weights,
-        target_crs=target_crs,
-        gate=QualityGate(min_inliers, max_rmse, min_coverage),
-        tiles=TileOptions(size=tile_size, overlap=tile_overlap, max_windows=max_windows, jobs=jobs),
-        mask_target=mask_target,
-        mask_ref=mask_ref,
-        global_search=global_search,
-        approx_center=tuple(approx_center) if approx_center else None,
+        matcher=kw["matcher"], model=kw["model"], **options.split_bands(kw["bands"]), max_shift_m=kw["max_shift"],
+        threshold_px=kw["threshold"], refine=RefineOptions(enabled=kw["refine"]),
+        rotation_search=kw["rotation_search"], weights=kw["weights"], target_crs=kw["target_crs"],
+        gate=options.gate_from(kw),
+        tiles=TileOptions(size=kw["tile_size"], overlap=kw["tile_overlap"], max_windows=kw["max_windows"],
+                          jobs=kw["jobs"]),
+        mask_target=kw["mask_target"], mask_ref=kw["mask_ref"], global_search=kw["global_search"],
+        approx_center=kw["approx_center"], device=kw["device"],
     )
-    if progress is None:
-        progress = sys.stderr.isatty()
     try:
-        result = align_file(target, reference, output, opts, gcps=gcps, report=report, overwrite=overwrite,
-                            force=force, warp=warp, resampling=resampling, target_res=target_res,
-                            progress=progress)
+        result = align_file(target, reference, outputs, opts, reporter)
     except QualityGateFailed as exc:
         click.echo(summary(exc.alignment), err=True)
         raise

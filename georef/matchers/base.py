@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from georef import geometry
+from georef.errors import WeightsUnavailable
 
 
 @dataclass
@@ -93,6 +95,38 @@ class FeatureCache:
         features = self.extract(image, valid)
         self.entries = [((image, valid), features), *self.entries[:1]]
         return features
+
+
+def load_strict(model: torch.nn.Module, state, path: str | Path, what: str,
+                optional: tuple[str, ...] = (), extra_ok: bool = False) -> torch.nn.Module:
+    """Load a checkpoint's state into ``model``: every learned weight present, every shape right.
+
+    Args:
+        model: the network.
+        state: the loaded checkpoint: a state dict, or ``{"state_dict": ...}`` as some releases have it.
+        path: the file, for the message.
+        what: the network's name, for the message.
+        optional: keys the model may lack in the file (derived buffers, not learned weights).
+        extra_ok: the file may hold more than the model (a release bundling the extractor).
+
+    Raises:
+        WeightsUnavailable: the file does not fit the network.
+    """
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise WeightsUnavailable(f"is not a {what} checkpoint (no state dict in it)", path)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise WeightsUnavailable(f"does not fit {what} ({str(exc).strip().splitlines()[-1].strip()})", path) from None
+    missing = [k for k in result.missing_keys if k not in optional]
+    unexpected = [] if extra_ok else result.unexpected_keys
+    if missing or unexpected:
+        detail = f"{len(missing)} weights missing, e.g. {missing[0]}" if missing else \
+            f"{len(unexpected)} unexpected weights, e.g. {unexpected[0]}"
+        raise WeightsUnavailable(f"does not fit {what} ({detail})", path)
+    return model
 
 
 def keep_valid(points: np.ndarray, valid: np.ndarray | None) -> np.ndarray:

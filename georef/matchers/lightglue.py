@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -15,7 +13,7 @@ from kornia.feature.aliked import ALIKED
 
 from georef import weights
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest_within
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, load_strict, mutual_nearest_within
 
 
 @dataclass(frozen=True)
@@ -40,23 +38,38 @@ SPECS = {
 }
 
 
-@contextmanager
-def _local_weights(module: str, path: Path):
-    """Make kornia's loader in ``module`` read a local file instead of downloading.
+def lightglue_state(state: dict, n_layers: int) -> dict:
+    """A released LightGlue state dict in kornia's key layout.
 
-    kornia renames old LightGlue keys while loading; serving the file through its
-    own loader keeps that logic instead of copying it.
+    The renaming follows kornia's ``LightGlue.__init__`` (Apache-2.0, Kornia Team),
+    which applies it only to the files it downloads itself: LighterGlue's keys sit
+    under ``matcher.``; older releases name the attention layers ``self_attn.i``.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    with mock.patch(f"{module}.load_state_dict_from_url", lambda *a, **k: state):
-        yield
+    prefix = "matcher."
+    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    for i in range(n_layers):
+        for old, new in ((f"self_attn.{i}", f"transformers.{i}.self_attn"),
+                         (f"cross_attn.{i}", f"transformers.{i}.cross_attn")):
+            state = {k.replace(old, new): v for k, v in state.items()}
+    return state
 
 
-def _check_loaded(model: torch.nn.Module, missing: list[str], path: Path) -> None:
-    learned = dict(model.named_parameters())
-    missing = [k for k in missing if k in learned]
-    if missing:
-        raise WeightsUnavailable(f"does not fit the model: {len(missing)} weights missing, e.g. {missing[0]}", path)
+def build_lightglue(features: str, path: Path) -> LightGlue:
+    """kornia's LightGlue for ``features`` with the weights of ``path``, in evaluation mode.
+
+    Raises:
+        WeightsUnavailable: the file does not fit.
+    """
+    # features=None builds from the configuration alone: kornia would download weights otherwise.
+    net = LightGlue(features=None, **{**LightGlue.features[features], "weights": None, "flash": False})
+    state = weights.load_state(path, f"LightGlue ({features})")
+    if not isinstance(state, dict):
+        raise WeightsUnavailable(f"is not a LightGlue ({features}) checkpoint (no state dict in it)", path)
+    buffers = tuple(name for name, _ in net.named_buffers())
+    # Releases carry more than the matcher (LighterGlue bundles XFeat), so extra keys are fine.
+    load_strict(net, lightglue_state(state, net.conf.n_layers), path, f"LightGlue ({features})", optional=buffers,
+                extra_ok=True)
+    return net.eval()
 
 
 class LightGlueMatcher(Matcher):
@@ -76,13 +89,9 @@ class LightGlueMatcher(Matcher):
         self.max_keypoints = max_keypoints
         self.device = torch.device(device)
         self.extractor = self._extractor()
-        matcher_path = weights.resolve(self.spec.matcher, weights_path)
-        with _local_weights("kornia.feature.lightglue", matcher_path):
-            self.lightglue = LightGlue(features=self.spec.features, flash=False)
-        if self.lightglue.training:  # kornia leaves it in training mode when learned weights are missing
-            raise WeightsUnavailable("does not fit LightGlue for " + self.spec.features, matcher_path)
-        self.lightglue.eval().to(self.device)
-        self._cached = FeatureCache(self._features)
+        self.lightglue = build_lightglue(self.spec.features, weights.resolve(self.spec.matcher, weights_path))
+        self.lightglue.to(self.device)
+        self._cached = FeatureCache(self.features)
 
     def _extractor(self):
         path = weights.resolve(self.spec.extractor)
@@ -90,18 +99,27 @@ class LightGlueMatcher(Matcher):
             from georef.matchers.xfeat import XFeatMatcher
 
             return XFeatMatcher(path, max_keypoints=self.max_keypoints, device=str(self.device))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = weights.load_state(path, self.spec.extractor)
         if self.spec.features == "aliked":
             model = ALIKED(model_name="aliked-n16", max_num_keypoints=self.max_keypoints, detection_threshold=0.2)
-            _check_loaded(model, model.load_state_dict(state, strict=False).missing_keys, path)
         else:
             model = DISK()
-            model.load_state_dict(state["extractor"])
+            state = state.get("extractor", state) if isinstance(state, dict) else state
+        load_strict(model, state, path, self.spec.extractor, optional=tuple(n for n, _ in model.named_buffers()),
+                    extra_ok=True)
         return model.eval().to(self.device)
 
     @torch.inference_mode()
-    def _features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
-        """Keypoints (N, 2) float64 index coordinates and (N, D) descriptors."""
+    def features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
+        """Keypoints and descriptors of one image.
+
+        Args:
+            image: (H, W) float32 in [0, 1].
+            valid: optional (H, W) bool; no keypoint is kept where False.
+
+        Returns:
+            Keypoints (N, 2) float64 index coordinates and (N, D) descriptors.
+        """
         h, w = image.shape
         x = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(self.device)
         if self.spec.features == "aliked":
@@ -111,7 +129,7 @@ class LightGlueMatcher(Matcher):
             out = self.extractor(x.expand(-1, 3, -1, -1), n=self.max_keypoints, pad_if_not_divisible=True)[0]
             pts, desc = out.keypoints, out.descriptors
         else:
-            return self.extractor._features(image, valid)
+            return self.extractor.features(image, valid)
         pts_np = pts.cpu().double().numpy()
         keep = (pts_np[:, 0] < w) & (pts_np[:, 1] < h) & keep_valid(pts_np, valid)
         return pts_np[keep], desc[torch.from_numpy(keep).to(desc.device)]

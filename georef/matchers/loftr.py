@@ -11,9 +11,9 @@ import torch
 from kornia.feature import LoFTR
 from kornia.feature.loftr.loftr import default_cfg
 
-from georef import geometry
+from georef import geometry, weights
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import Matcher, Matches, keep_valid
+from georef.matchers.base import Matcher, Matches, keep_valid, load_strict
 
 #: Dense matching memory grows with the image area: images are matched at most this large.
 MAX_SIDE = 640
@@ -56,18 +56,15 @@ class LoFTRMatcher(Matcher):
                  device: str = "cpu") -> None:
         if weights_path is None:
             raise WeightsUnavailable(
-                "LoFTR's weights cannot be fetched here; pass the official outdoor checkpoint with --weights", "loftr")
+                "LoFTR's weights cannot be fetched here; pass the official outdoor checkpoint as the weights "
+                "({param:weights})", "loftr")
         path = Path(weights_path)
         if not path.is_file():
             raise WeightsUnavailable("weight file not found", path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
         config = copy.deepcopy(default_cfg)
         config["match_coarse"]["thr"] = min_confidence
         self.model = LoFTR(pretrained=None, config=config)
-        try:
-            self.model.load_state_dict(state.get("state_dict", state), strict=True)
-        except RuntimeError as exc:
-            raise WeightsUnavailable(f"does not fit LoFTR ({str(exc).splitlines()[0]})", path) from None
+        load_strict(self.model, weights.load_state(path, "LoFTR"), path, "LoFTR")
         self.device = torch.device(device)
         self.model.eval().to(self.device)
         self.max_side = max_side

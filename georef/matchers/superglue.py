@@ -2,7 +2,7 @@
 
 Module and parameter names follow Magic Leap's ``superglue_outdoor.pth`` /
 ``superglue_indoor.pth`` so the official checkpoints load strictly and unchanged.
-Those weights may not be redistributed: the user passes them with ``--weights``.
+Those weights may not be redistributed: the user passes them (``weights_path``, ``--weights``).
 Unlike the reference, the network takes padded batches with keypoint masks, so
 training can run a batch as one tensor operation.
 """
@@ -17,12 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from georef import weights
 from georef.errors import WeightsUnavailable
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest_within
+from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, load_strict, mutual_nearest_within
 from georef.matchers.superpoint import SuperPoint, SuperPointConfig
 
 #: Log-mass given to padded keypoints: effectively zero, but finite so gradients stay finite.
-_PADDED = -1e4
+PADDED_LOG_MASS = -1e4
 
 
 @dataclass
@@ -141,8 +142,8 @@ def log_optimal_transport(scores: torch.Tensor, alpha: torch.Tensor, iters: int,
     norm = -(ms + ns).log()  # (B,)
     log_mu = torch.cat([norm[:, None].expand(b, m), (ns.log() + norm)[:, None]], 1)
     log_nu = torch.cat([norm[:, None].expand(b, n), (ms.log() + norm)[:, None]], 1)
-    log_mu = torch.cat([torch.where(mask0, log_mu[:, :m], log_mu.new_tensor(_PADDED)), log_mu[:, m:]], 1)
-    log_nu = torch.cat([torch.where(mask1, log_nu[:, :n], log_nu.new_tensor(_PADDED)), log_nu[:, n:]], 1)
+    log_mu = torch.cat([torch.where(mask0, log_mu[:, :m], log_mu.new_tensor(PADDED_LOG_MASS)), log_mu[:, m:]], 1)
+    log_nu = torch.cat([torch.where(mask1, log_nu[:, :n], log_nu.new_tensor(PADDED_LOG_MASS)), log_nu[:, n:]], 1)
     u, v = torch.zeros_like(log_mu), torch.zeros_like(log_nu)
     for _ in range(iters):
         u = log_mu - torch.logsumexp(couplings + v.unsqueeze(1), dim=2)
@@ -210,8 +211,9 @@ class SuperGlue(nn.Module):
 def _weight_files(weights_path: str | Path | None) -> tuple[Path, Path]:
     """SuperPoint and SuperGlue checkpoints from ``DIR`` (official file names) or ``SP.pth,SG.pth``."""
     if weights_path is None:
-        raise WeightsUnavailable("SuperPoint/SuperGlue weights cannot be fetched here; pass --weights "
-                                 "superpoint_v1.pth,superglue_outdoor.pth (or a folder holding them)", "superglue")
+        raise WeightsUnavailable("SuperPoint/SuperGlue weights cannot be fetched here; pass them as the weights "
+                                 "({param:weights}): superpoint_v1.pth,superglue_outdoor.pth or a folder holding "
+                                 "them", "superglue")
     text = str(weights_path)
     if "," in text:
         sp, sg = (Path(p.strip()) for p in text.split(",", 1))
@@ -224,17 +226,6 @@ def _weight_files(weights_path: str | Path | None) -> tuple[Path, Path]:
         if not path.is_file():
             raise WeightsUnavailable("weight file not found", path)
     return sp, sg
-
-
-def load_strict(model: nn.Module, path: Path, what: str) -> nn.Module:
-    """Load a checkpoint into ``model`` with every key and shape matching, or raise WeightsUnavailable."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, AttributeError, TypeError) as exc:
-        raise WeightsUnavailable(f"does not fit {what} ({str(exc).splitlines()[0]})", path) from None
-    return model
 
 
 class SuperGlueMatcher(Matcher):
@@ -253,15 +244,25 @@ class SuperGlueMatcher(Matcher):
                  match_threshold: float = 0.2, device: str = "cpu") -> None:
         sp_path, sg_path = _weight_files(weights_path)
         self.device = torch.device(device)
-        self.superpoint = load_strict(SuperPoint(SuperPointConfig(max_keypoints=max_keypoints)), sp_path, "SuperPoint")
-        self.superglue = load_strict(SuperGlue(SuperGlueConfig(match_threshold=match_threshold)), sg_path, "SuperGlue")
+        self.superpoint = load_strict(SuperPoint(SuperPointConfig(max_keypoints=max_keypoints)),
+                                      weights.load_state(sp_path, "SuperPoint"), sp_path, "SuperPoint")
+        self.superglue = load_strict(SuperGlue(SuperGlueConfig(match_threshold=match_threshold)),
+                                     weights.load_state(sg_path, "SuperGlue"), sg_path, "SuperGlue")
         self.superpoint.eval().to(self.device)
         self.superglue.eval().to(self.device)
-        self._cached = FeatureCache(self._features)
+        self._cached = FeatureCache(self.features)
 
     @torch.inference_mode()
-    def _features(self, image: np.ndarray, valid: np.ndarray | None):
-        """Keypoints (N, 2) float64 index coordinates, scores (N,) and descriptors (D, N)."""
+    def features(self, image: np.ndarray, valid: np.ndarray | None):
+        """SuperPoint keypoints of one image.
+
+        Args:
+            image: (H, W) float32 in [0, 1].
+            valid: optional (H, W) bool; no keypoint is kept where False.
+
+        Returns:
+            Keypoints (N, 2) float64 index coordinates, scores (N,), descriptors (D, N) and the padded (H', W').
+        """
         h, w = image.shape
         padded = np.pad(image, ((0, -h % 8), (0, -w % 8)), mode="edge")
         x = torch.from_numpy(np.ascontiguousarray(padded, dtype=np.float32))[None, None].to(self.device)

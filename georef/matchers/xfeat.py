@@ -6,14 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from kornia.feature.xfeat import XFeat
+from kornia.feature import XFeat
 
 from georef import weights
-from georef.matchers.base import FeatureCache, Matcher, Matches, keep_valid, mutual_nearest, mutual_nearest_within
+from georef.matchers.base import (
+    FeatureCache,
+    Matcher,
+    Matches,
+    keep_valid,
+    load_strict,
+    mutual_nearest,
+    mutual_nearest_within,
+)
 
 #: XFeat resizes inputs to multiples of this; padding instead keeps coordinates exact.
 _STRIDE = 32
+#: ``top_k`` that keeps every detection.
+_ALL = 2**31 - 1
 
 
 def _pad(image: np.ndarray) -> torch.Tensor:
@@ -47,30 +56,29 @@ class XFeatMatcher(Matcher):
         self.min_similarity = min_similarity
         self.device = torch.device(device)
         path = weights.resolve("xfeat", weights_path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
         self.model = XFeat(top_k=max_keypoints)
-        self.model.net.load_state_dict(state)
+        load_strict(self.model.net, weights.load_state(path, "XFeat"), path, "XFeat")
         self.model.eval().to(self.device)
-        self._cached_features = FeatureCache(self._features)
+        self._cached_features = FeatureCache(self.features)
 
-    def _features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
-        """Keypoints (N, 2) float64 index coordinates, sub-pixel, and (N, 64) unit descriptors."""
+    @torch.inference_mode()
+    def features(self, image: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, torch.Tensor]:
+        """Keypoints and descriptors of one image.
+
+        Args:
+            image: (H, W) float32 in [0, 1].
+            valid: optional (H, W) bool; no keypoint is kept where False.
+
+        Returns:
+            Keypoints (N, 2) float64 index coordinates, best first, and (N, 64) unit descriptors.
+        """
         h, w = image.shape
-        x = _pad(image).to(self.device)
-        hp, wp = x.shape[-2:]
-        dense, logits, reliability = self.model.net(x)
-        dense = F.normalize(dense, dim=1)
-        heat = XFeat._get_kpts_heatmap(logits)  # (1, 1, Hp, Wp)
-        pos = XFeat._nms(heat, threshold=self.model.detection_threshold, kernel_size=5)[0]
-        pos = pos[(pos[:, 0] >= 0) & (pos[:, 0] < w) & (pos[:, 1] < h)]
-        pts = pos.cpu().numpy()
-        pos = pos[torch.from_numpy(keep_valid(pts.astype(np.float64), valid)).to(pos.device)]
-        score = heat[0, 0, pos[:, 1], pos[:, 0]] * self.model._bilinear(reliability, pos[None], hp, wp)[0, :, 0]
-        order = score.argsort(descending=True)[: self.max_keypoints]
-        pos = pos[order]
-        refined = pos.double()
-        desc = self.model.interpolator(dense, refined[None].float(), H=hp, W=wp)[0]
-        return refined.cpu().numpy(), F.normalize(desc, dim=-1)
+        # Every detection is kept at first: the strongest are chosen among the valid ones only.
+        out = self.model.detectAndCompute(_pad(image).to(self.device), top_k=_ALL)[0]
+        pts = out["keypoints"].cpu().double().numpy()
+        keep = (pts[:, 0] < w) & (pts[:, 1] < h) & keep_valid(pts, valid)
+        first = np.flatnonzero(keep)[: self.max_keypoints]  # detectAndCompute sorts by score
+        return pts[first], out["descriptors"][torch.from_numpy(first).to(self.device)]
 
     @torch.inference_mode()
     def match(self, image0, image1, valid0=None, valid1=None, prior=None, radius=8.0) -> Matches:

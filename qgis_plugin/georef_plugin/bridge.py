@@ -67,6 +67,25 @@ def _imports_georef(python: str) -> bool:
         return False
 
 
+_LISTINGS: dict[str, dict] = {}
+
+
+def core_listing(python: str) -> dict:
+    """The matchers and models the core offers, and its defaults (``georef matchers --json``), cached per core.
+
+    Raises:
+        CoreError: the core could not list them.
+    """
+    if python not in _LISTINGS:
+        try:
+            out = subprocess.run([python, "-m", "georef", "matchers", "--json"], capture_output=True, text=True,
+                                 timeout=120)
+            _LISTINGS[python] = json.loads(out.stdout)
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            raise CoreError(f"the georef core at {python} could not list its matchers ({exc})") from None
+    return _LISTINGS[python]
+
+
 def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lambda: False,
              progress: Callable[[float], None] = lambda p: None) -> str:
     """Run ``python -m georef ARGS``; return its stderr.

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout
 
-MATCHERS = ["xfeat", "sift", "xfeat-lightglue", "aliked-lightglue", "disk-lightglue"]
-MODELS = ["auto", "affine", "similarity", "shift", "homography", "poly1", "poly2", "poly3", "tps"]
-
-
 class AlignDialog(QDialog):
-    """Target and reference (project layers or files), matcher, model, output, GCP layer option."""
+    """Target and reference (project layers or files), matcher, model, output, GCP layer option.
 
-    def __init__(self, parent=None) -> None:
+    Args:
+        listing: the core's matchers, models and defaults (:func:`bridge.core_listing`).
+        parent: the parent window.
+    """
+
+    def __init__(self, listing: dict, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("georef: Auto-georeference")
         form = QFormLayout(self)
@@ -25,9 +27,13 @@ class AlignDialog(QDialog):
             combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
             combo.setAllowEmptyLayer(True)
         self.matcher = QComboBox(self)
-        self.matcher.addItems(MATCHERS)
+        for m in listing["matchers"]:
+            self.matcher.addItem(m["name"])
+            self.matcher.setItemData(self.matcher.count() - 1, m["description"], Qt.ToolTipRole)
+        self.matcher.setCurrentText(listing["defaults"]["matcher"])
         self.model = QComboBox(self)
-        self.model.addItems(MODELS)
+        self.model.addItems(listing["models"])
+        self.model.setCurrentText(listing["defaults"]["model"])
         self.output = QgsFileWidget(self)
         self.output.setStorageMode(QgsFileWidget.SaveFile)
         self.output.setFilter("GeoTIFF (*.tif)")

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from qgis.core import Qgis, QgsApplication, QgsSettings
+from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtWidgets import QAction, QFileDialog
 
 from . import bridge
 from .dialog import AlignDialog
 from .layers import add_results
+from .provider import GeorefProvider
+from .settings import configured_python, set_python
 from .task import AlignTask
 
 MENU = "&georef"
-
-
-def configured_python() -> str | None:
-    return QgsSettings().value(bridge.SETTINGS_KEY, None) or None
 
 
 class GeorefPlugin:
@@ -28,8 +26,6 @@ class GeorefPlugin:
         self.task: AlignTask | None = None  # keep a reference: QGIS drops tasks Python forgets
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
-        from .provider import GeorefProvider
-
         self.provider = GeorefProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)
 
@@ -56,10 +52,15 @@ class GeorefPlugin:
     def choose_python(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.iface.mainWindow(), "Python of the georef core")
         if path:
-            QgsSettings().setValue(bridge.SETTINGS_KEY, path)
+            set_python(path)
 
     def show_dialog(self) -> None:
-        self.dialog = AlignDialog(self.iface.mainWindow())
+        try:
+            listing = bridge.core_listing(bridge.find_python(configured_python()))
+        except bridge.CoreError as exc:
+            self._bar("georef", str(exc), Qgis.Critical)
+            return
+        self.dialog = AlignDialog(listing, self.iface.mainWindow())
         self.dialog.accepted.connect(lambda: self.start(self.dialog.values()))
         self.dialog.show()
 

@@ -17,16 +17,23 @@ from qgis.core import (
 )
 
 from . import bridge
-from .dialog import MATCHERS, MODELS
+from .settings import configured_python
 
 
 def _python() -> str:
-    from .plugin import configured_python
-
     try:
         return bridge.find_python(configured_python())
     except bridge.CoreError as exc:
         raise QgsProcessingException(str(exc)) from None
+
+
+def _choices() -> tuple[list[str], list[str]]:
+    """The core's matchers and models; where no core is installed yet, only the defaults (it cannot run anyway)."""
+    try:
+        listing = bridge.core_listing(bridge.find_python(configured_python()))
+    except bridge.CoreError:
+        return ["xfeat"], ["auto"]
+    return [m["name"] for m in listing["matchers"]], list(listing["models"])
 
 
 def _run(args: list[str], feedback) -> None:
@@ -69,10 +76,11 @@ class AlignAlgorithm(_Algorithm):
     help = "Matches TARGET against REFERENCE, fits a robust transform and writes the aligned GeoTIFF and its GCPs."
 
     def initAlgorithm(self, config=None):  # noqa: N802
+        self.matchers, self.models = _choices()
         self.addParameter(QgsProcessingParameterRasterLayer("TARGET", "Target (misregistered) raster"))
         self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Georeferenced reference raster"))
-        self.addParameter(QgsProcessingParameterEnum("MATCHER", "Matcher", MATCHERS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", MODELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("MATCHER", "Matcher", self.matchers, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", self.models, defaultValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Aligned raster"))
         self.addParameter(QgsProcessingParameterVectorDestination("GCPS", "GCP layer", optional=True,
                                                                   createByDefault=False))
@@ -85,8 +93,8 @@ class AlignAlgorithm(_Algorithm):
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         gcps = self.parameterAsOutputLayer(parameters, "GCPS", context) or None
         result = _call(bridge.align, _python(), target, reference, output,
-                       MATCHERS[self.parameterAsEnum(parameters, "MATCHER", context)],
-                       MODELS[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
+                       self.matchers[self.parameterAsEnum(parameters, "MATCHER", context)],
+                       self.models[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
                        feedback.setProgress, feedback=feedback)
         feedback.pushInfo(f"RMSE {result.report['rmse_px']:.2f} px, {result.report['inliers']} inliers")
         return {"OUTPUT": output, "GCPS": gcps, "RMSE_PX": result.report["rmse_px"],
@@ -112,16 +120,17 @@ class ApplyGcpsAlgorithm(_Algorithm):
     help = "Fits a model to the enabled GCPs of a GCP file (.points, .gpkg, .csv, ...) and writes the target with it."
 
     def initAlgorithm(self, config=None):  # noqa: N802
+        self.models = _choices()[1]
         self.addParameter(QgsProcessingParameterFile("GCPS", "GCP file"))
         self.addParameter(QgsProcessingParameterRasterLayer("TARGET", "Target raster"))
-        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", MODELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", self.models, defaultValue=0))
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Output raster"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         _run(["fit", self.parameterAsFile(parameters, "GCPS", context),
               self.parameterAsRasterLayer(parameters, "TARGET", context).source(), "-o", output,
-              "--model", MODELS[self.parameterAsEnum(parameters, "MODEL", context)], "--overwrite"], feedback)
+              "--model", self.models[self.parameterAsEnum(parameters, "MODEL", context)], "--overwrite"], feedback)
         return {"OUTPUT": output}
 
 

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import S2_SEASONS, requires_s2_seasons
+from conftest import S2_SEASONS
 
 from georef import geometry
 from georef.benchmark.cases import (
@@ -45,7 +45,7 @@ def test_summary_counts_wrong_but_accepted():
     assert s["wrong_but_accepted"] == 1 and s["accepted"] == 3 and s["cases"] == 5
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_pairs_follow_the_manifest():
     pairs = s2_seasons_pairs(S2_SEASONS, [("winter", "summer"), ("summer_prev", "summer")])
     assert len(pairs) == 60
@@ -56,18 +56,18 @@ def test_pairs_follow_the_manifest():
     assert p.crs.to_epsg() == 32636
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_warp_case_truth_is_consistent_with_the_pixels(tmp_path):
     """Same-season case: warping summer by A and aligning with summer must recover T @ inv(A)."""
     pair = s2_seasons_pairs(S2_SEASONS, [("summer", "summer")], ["T35UNQ"])[0]
     case = make_warp_case(pair, tmp_path, WarpSpec(), seed=1)
-    from georef.align import estimate_alignment
+    from georef import estimate_alignment
 
     result = estimate_alignment(case.target, case.reference)
     assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.3
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_season_pairs_sharing_a_target_season_keep_their_own_warped_target(tmp_path):
     spec = CaseSpec(seasons=(("winter", "summer"), ("winter", "summer_prev")), tiles=("T35UNQ",), limit=2)
     first, second = build_cases(S2_SEASONS, tmp_path, spec)
@@ -76,11 +76,11 @@ def test_season_pairs_sharing_a_target_season_keep_their_own_warped_target(tmp_p
         assert not np.array_equal(a.read(), b.read())
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_identity_case_scores_below_a_tenth_of_a_pixel(tmp_path):
     pair = s2_seasons_pairs(S2_SEASONS, [("summer", "summer")], ["T36UUA"])[0]
     case = make_shift_case(pair, tmp_path, max_shift_m=0.0)
-    from georef.align import estimate_alignment
+    from georef import estimate_alignment
 
     result = estimate_alignment(case.target, case.reference)
     assert corner_error(result.transform, case.truth, 512, 512) / 10 < 0.1

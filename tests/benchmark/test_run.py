@@ -7,13 +7,13 @@ from affine import Affine
 from click.testing import CliRunner
 
 from georef import geometry
-from georef.align import AlignOptions
+from georef.options import AlignOptions, RefineOptions
 from georef.benchmark import run as bench_run
 from georef.benchmark.cases import CaseSpec, build_cases, csv_cases
 from georef.cli.main import cli
 from georef.matchers.base import Matcher, Matches
 
-from conftest import S2_SEASONS, requires_s2_seasons, write_tif
+from conftest import S2_SEASONS, write_tif
 
 
 class ExactMatcher(Matcher):
@@ -34,15 +34,15 @@ class ExactMatcher(Matcher):
         return Matches(idx, chip_px - 0.5, np.ones(len(idx)), len(idx), len(idx))
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_exact_correspondences_score_zero(tmp_path, monkeypatch):
     case = build_cases(S2_SEASONS, tmp_path / "cases", CaseSpec(limit=1))[0]
     from georef import raster
 
     chips, read = [], raster.read_reference_chip
     monkeypatch.setattr(raster, "read_reference_chip", lambda *a, **k: chips.append(read(*a, **k)) or chips[-1])
-    monkeypatch.setattr("georef.align.create_matcher", lambda *a, **k: ExactMatcher(case.truth, chips))
-    row = bench_run.run_case(case, AlignOptions(refine=False), tmp_path / "out")
+    monkeypatch.setattr("georef.pipeline.create_matcher", lambda *a, **k: ExactMatcher(case.truth, chips))
+    row = bench_run.run_case(case, AlignOptions(refine=RefineOptions(enabled=False)), tmp_path / "out")
     assert row["status"] == "ok" and row["accepted"]
     assert row["error_px"] < 1e-3 and row["checkpoint_rmse_px"] < 1e-3
 
@@ -66,7 +66,7 @@ def test_csv_pairs_with_and_without_truth(tmp_path, scene):
     assert entry["cases"] == 1 and entry["cases_without_truth"] == 1 and entry["within_1px"] == 1.0
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
     out = tmp_path / "bench"
     args = ["benchmark", str(S2_SEASONS), "--matchers", "xfeat,sift", "--limit", "2", "--thresholds", "1,3",

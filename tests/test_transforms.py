@@ -4,9 +4,10 @@ import pytest
 import rasterio
 
 from georef import geometry
-from georef.align import AlignOptions, align_file, estimate_alignment
-from georef.models import Polynomial, ThinPlateSpline, compare_models, fit_model_robust, held_out_errors
+from georef import AlignOptions, OutputOptions, align_file, estimate_alignment
+from georef.fitting import compare_models, fit_warp_robust, held_out_errors
 from georef.refine import window_offsets
+from georef.transforms import Polynomial, ThinPlateSpline
 
 from conftest import crop, write_tif
 
@@ -51,7 +52,7 @@ def test_robust_fit_grows_inliers_beyond_the_affine_start():
     dst = _bend(src)
     dst[:30] += rng.uniform(20, 50, (30, 2))
     start = geometry.fit_affine_lstsq(src[30:], dst[30:])
-    model, inliers = fit_model_robust("poly2", src, dst, start, threshold=1.0)
+    model, inliers = fit_warp_robust("poly2", src, dst, start, threshold=1.0)
     assert not inliers[:30].any() and inliers[30:].all()
     np.testing.assert_allclose(model.apply(src[30:]), dst[30:], atol=1e-6)
 
@@ -88,7 +89,7 @@ def test_poly2_warp_lands_on_the_reference_grid(bent_pair, tmp_path):
     offsets = {}
     for model in ("affine", "poly2"):
         out = tmp_path / f"warped_{model}.tif"
-        align_file(target, reference, out, AlignOptions(model=model), warp=True)
+        align_file(target, reference, OutputOptions(output=out, warp=True), AlignOptions(model=model))
         with rasterio.open(out) as w, rasterio.open(reference) as r:
             assert w.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             assert w.crs == r.crs and w.count == 3 and w.dtypes[0] == "uint16"
@@ -114,7 +115,7 @@ def test_warp_at_another_resolution_keeps_nodata_and_bands(tmp_path, scene):
     reference = write_tif(tmp_path / "ref.tif", ref_data, ref_t, scene.crs)
     target = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(90, -60) * truth, scene.crs, nodata=0)
     out = tmp_path / "warped20.tif"
-    align_file(target, reference, out, warp=True, target_res=20.0, resampling="bilinear")
+    align_file(target, reference, OutputOptions(output=out, warp=True, target_res=20.0, resampling="bilinear"))
     with rasterio.open(out) as w:
         assert w.res == (20.0, 20.0) and w.nodata == 0 and w.count == 3
         # the nodata corner of the target stays nodata where it lands

@@ -1,0 +1,17 @@
+"""Where a benchmark run keeps each case's output and report, and how its settings are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
+    """The summary key of a setting and group, e.g. ``xfeat/auto/2 winter->summer``."""
+    return f"{matcher}/{model}/{threshold} {group}"
+
+
+def case_paths(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> tuple[Path, Path]:
+    """The output GeoTIFF and the JSON report (with its tie points) of a case under one setting."""
+    folder = f"{matcher}_{model}_{threshold:g}"
+    stem = "".join(ch if ch.isalnum() else "_" for ch in case_name)
+    return out_dir / "outputs" / folder / f"{stem}.tif", out_dir / "reports" / folder / f"{stem}.json"

@@ -1,0 +1,233 @@
+"""Every setting of an alignment and its outputs, with its default, in one place.
+
+The command line and the QGIS plugin read their defaults from here. This module
+imports nothing heavy: ``georef --help`` reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from georef.errors import InvalidOption
+
+#: Resampling methods of a warped output.
+RESAMPLING = ("nearest", "bilinear", "cubic", "lanczos")
+
+
+def _check(condition: bool, param: str, text: str) -> None:
+    if not condition:
+        raise InvalidOption(f"{{param:{param}}} {text}")
+
+
+def _finite(value: float | None, param: str, low: float = -math.inf, high: float = math.inf,
+            low_open: bool = False) -> None:
+    if value is None:
+        return
+    _check(isinstance(value, (int, float)) and math.isfinite(value), param, f"must be a finite number, not {value!r}")
+    above = value > low if low_open else value >= low
+    _check(above and value <= high, param, f"must be {'>' if low_open else '>='} {low:g} and <= {high:g}, "
+                                           f"not {value:g}")
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """Thresholds a result must meet to be written.
+
+    Attributes:
+        min_inliers: fewest inliers of the unguided matching pass. The guided pass
+            finds matches near any prior, right or wrong, so only unguided
+            inliers count as independent support.
+        max_rmse_px: largest inlier residual RMSE, in target pixels.
+        min_coverage: smallest share of a 4x4 grid over the target holding inliers.
+        max_scale_change: largest relative change of pixel size against the
+            target's own georeference (0.2 = 20 %).
+    """
+
+    min_inliers: int = 12
+    max_rmse_px: float = 1.5
+    min_coverage: float = 0.25
+    max_scale_change: float = 0.2
+
+    def validate(self) -> None:
+        _check(self.min_inliers >= 1, "min_inliers", f"must be >= 1, not {self.min_inliers}")
+        _finite(self.max_rmse_px, "max_rmse_px", 0)
+        _finite(self.min_coverage, "min_coverage", 0, 1)
+        _finite(self.max_scale_change, "max_scale_change", 0)
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How a large target is matched window by window.
+
+    Attributes:
+        size: window side, full-resolution target pixels; 0 matches the decimated scene only.
+        overlap: overlap of neighbouring windows, pixels.
+        max_windows: most windows matched; a larger grid is thinned evenly (enough
+            tie points for any model, at a fraction of the decoding).
+        jobs: windows matched at once (threads).
+        points_per_window: most tie points a window contributes (the strongest).
+        min_valid: least share of valid pixels for a window to be tried.
+        min_contrast: least standard deviation of a normalised window to be tried.
+    """
+
+    size: int = 512
+    overlap: int = 64
+    max_windows: int = 25
+    jobs: int = 1
+    points_per_window: int = 200
+    min_valid: float = 0.2
+    min_contrast: float = 0.02
+
+    def validate(self) -> None:
+        _check(self.size == 0 or self.size >= 64, "tile_size", f"must be 0 or >= 64, not {self.size}")
+        _check(self.overlap >= 0 and (self.size == 0 or self.overlap < self.size), "tile_overlap",
+               f"must be >= 0 and smaller than the tile size, not {self.overlap}")
+        _check(self.max_windows >= 1, "max_windows", f"must be >= 1, not {self.max_windows}")
+        _check(self.jobs >= 1, "jobs", f"must be >= 1, not {self.jobs}")
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Sub-pixel refinement by local phase correlation (see :mod:`georef.refine`).
+
+    Attributes:
+        enabled: refine at all.
+        window: correlation window side, pixels.
+        iterations: most resample-and-measure rounds.
+        threshold_px: inlier threshold of the window fit, pixels.
+        min_windows: fewest textured windows; below it the fit stays unrefined.
+        converged_px: stop once a round moves the image corners less than this.
+        lowpass_sigma: width of the spectral weight of the correlation, cycles per pixel.
+    """
+
+    enabled: bool = True
+    window: int = 64
+    iterations: int = 5
+    threshold_px: float = 1.0
+    min_windows: int = 12
+    converged_px: float = 0.02
+    lowpass_sigma: float = 0.1
+
+    def validate(self) -> None:
+        _check(self.window >= 16 and self.window % 2 == 0, "refine_window", f"must be even and >= 16, not {self.window}")
+        _finite(self.lowpass_sigma, "lowpass_sigma", 0, 0.5, low_open=True)
+        _finite(self.threshold_px, "refine_threshold", 0, low_open=True)
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """Settings of one alignment.
+
+    Attributes:
+        matcher: matcher name (see :data:`georef.matchers.MATCHERS`).
+        model: transform model: ``auto`` (a similarity unless the tie points demand an
+            affine, see :func:`georef.fitting.select_model`) or a name of
+            :data:`georef.transforms.MODELS`; polynomials and the thin-plate
+            spline are fitted to the pooled inlier tie points and carried by GCPs.
+        bands: 1-based bands to read from both rasters; default true colour.
+        product_bands: bands of a Sentinel-2 product: ``"TCI"`` or e.g. ``"B04,B03,B02"``.
+        max_shift_m: search margin around the target's footprint, in metres.
+        threshold_px: inlier threshold of the robust fit, in working pixels.
+        guided_radius_px: search radius of the guided second matching pass; 0 skips it.
+        refine: the sub-pixel refinement.
+        rotation_search: also try the target turned by 90, 180 and 270 degrees; keep
+            the turn with the most unguided inliers.
+        max_size: long side, in pixels, above which the target is matched decimated.
+        weights: weight file for the matcher; default from the registry.
+        target_crs: CRS to assume for a target that has a geotransform but no CRS.
+        gate: quality thresholds.
+        seed: random seed of the robust fit.
+        tiles: coarse-to-fine window matching of targets larger than ``max_size``.
+        mask_target, mask_ref: exclusion masks, ``PATH`` or ``PATH:V1,V2`` (values to exclude).
+        global_search: ignore the target's georeference and search the whole reference
+            (automatic for a target without one).
+        approx_center: (lon, lat) around which the global search looks.
+        device: torch device of the matcher.
+    """
+
+    matcher: str = "xfeat"
+    model: str = "auto"
+    bands: tuple[int, ...] | None = None
+    product_bands: str = "TCI"
+    max_shift_m: float = 600.0
+    threshold_px: float = 2.0
+    guided_radius_px: float = 4.0
+    refine: RefineOptions = field(default_factory=RefineOptions)
+    rotation_search: bool = False
+    max_size: int = 2048
+    weights: str | None = None
+    target_crs: str | None = None
+    gate: QualityGate = field(default_factory=QualityGate)
+    seed: int = 0
+    tiles: TileOptions = field(default_factory=TileOptions)
+    mask_target: str | None = None
+    mask_ref: str | None = None
+    global_search: bool = False
+    approx_center: tuple[float, float] | None = None
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise :class:`~georef.errors.InvalidOption` naming the first setting out of range."""
+        from georef.matchers import MATCHERS, REGISTRY
+        from georef.transforms import MODEL_NAMES
+
+        _check(self.matcher in MATCHERS, "matcher", f"{self.matcher!r} is not one of {', '.join(MATCHERS)}")
+        _check(self.weights is None or REGISTRY[self.matcher].weights != "none", "weights",
+               f"does not apply to {self.matcher}, which uses no learned weights")
+        _check(self.model in MODEL_NAMES, "model", f"{self.model!r} is not one of {', '.join(MODEL_NAMES)}")
+        _finite(self.max_shift_m, "max_shift_m", 0)
+        _finite(self.threshold_px, "threshold_px", 0, low_open=True)
+        _finite(self.guided_radius_px, "guided_radius_px", 0)
+        _check(self.max_size >= 64, "max_size", f"must be >= 64, not {self.max_size}")
+        _check(not self.bands or all(b >= 1 for b in self.bands), "bands", "are numbered from 1")
+        if self.approx_center is not None:
+            lon, lat = self.approx_center
+            _finite(lon, "approx_center", -180, 180)
+            _finite(lat, "approx_center", -90, 90)
+        self.gate.validate()
+        self.tiles.validate()
+        self.refine.validate()
+
+
+#: Largest warped output, pixels per band, unless the caller raises it.
+MAX_OUTPUT_PIXELS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What an alignment (or a fit of GCPs) writes.
+
+    Attributes:
+        output: raster to write; None writes none (a dry run: the report only).
+        report: JSON report to write (also when the gate fails); beside it, unless
+            ``report_figures`` is off, ``.md`` and ``.html`` summaries and two plots.
+        gcps: embed this many tie points as GCPs instead of a geotransform.
+        warp: write a resampled Cloud-Optimized GeoTIFF on the reference grid
+            instead of the target's pixels with a new georeference.
+        resampling: resampling method of the warp (:data:`RESAMPLING`).
+        target_res: pixel size of the warped output; default the reference's.
+        max_output_pixels: largest warped output, pixels per band.
+        overwrite: replace existing outputs.
+        force: write the output even if the gate fails (the report says so).
+        report_figures: write the report's plots and summaries too.
+    """
+
+    output: str | Path | None = None
+    report: str | Path | None = None
+    gcps: int | None = None
+    warp: bool = False
+    resampling: str = "cubic"
+    target_res: float | None = None
+    max_output_pixels: int = MAX_OUTPUT_PIXELS
+    overwrite: bool = False
+    force: bool = False
+    report_figures: bool = True
+
+    def validate(self) -> None:
+        _check(self.gcps is None or self.gcps >= 3, "gcps", f"must be >= 3, not {self.gcps}")
+        _check(self.resampling in RESAMPLING, "resampling", f"{self.resampling!r} is not one of {', '.join(RESAMPLING)}")
+        _finite(self.target_res, "target_res", 0, low_open=True)
+        _check(self.max_output_pixels >= 1, "max_output_pixels", "must be >= 1")
+        _check(self.target_res is None or self.warp, "target_res", "applies to a warped output only ({param:warp})")

@@ -1,0 +1,153 @@
+"""The result of an alignment: a plain, serialisable record that estimating produces and applying reads.
+
+Estimating (:mod:`georef.pipeline`, :mod:`georef.gcpfit`) and applying
+(:mod:`georef.write`, :mod:`georef.report`) meet only here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+
+from georef import geometry, transforms
+from georef.quality import Quality
+
+
+@dataclass(frozen=True)
+class TiePoints:
+    """Matched points, target pixels against reference map coordinates.
+
+    Attributes:
+        target_px: (N, 2) float64 raster coordinates in the full-resolution target.
+        map_xy: (N, 2) float64 matched positions in the reference CRS.
+        residual_px: (N,) float64 distance to the fitted transform, in target pixels.
+        inlier: (N,) bool.
+        confidence: (N,) float64 matcher confidence.
+    """
+
+    target_px: np.ndarray
+    map_xy: np.ndarray
+    residual_px: np.ndarray
+    inlier: np.ndarray
+    confidence: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TiePoints":
+        return cls(
+            np.asarray(d["target_px"], dtype=np.float64).reshape(-1, 2),
+            np.asarray(d["map_xy"], dtype=np.float64).reshape(-1, 2),
+            np.asarray(d["residual_px"], dtype=np.float64),
+            np.asarray(d["inlier"], dtype=bool),
+            np.asarray(d["confidence"], dtype=np.float64),
+        )
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Everything needed to apply or judge an alignment.
+
+    Attributes:
+        target, reference: input paths (reference empty for GCPs applied without one).
+        matcher, model: what produced it (``gcps`` for a fit of user GCPs).
+        crs_wkt: the reference CRS, in which ``transform`` lands.
+        transform: (3, 3) target raster pixel -> reference map coordinates; for a warp
+            model, its best affine (the geotransform written with its GCPs).
+        width, height: target size in pixels.
+        metres_per_px: ground size of a target pixel.
+        tie_points: the matches and their residuals.
+        quality: measures and gate verdict.
+        warp: the fitted polynomial or spline of a warp model; None for a 3x3 model.
+        timings: seconds per stage.
+        refinement: window counts of the sub-pixel refinement; empty if it did not run.
+        model_comparison: held-out RMSE, CE90 and max (px) per model, on the inliers.
+        tiles: full-resolution windows per outcome (matched, no texture, ...); empty if not tiled.
+    """
+
+    target: str
+    reference: str
+    matcher: str
+    model: str
+    crs_wkt: str
+    transform: np.ndarray
+    width: int
+    height: int
+    metres_per_px: float
+    tie_points: TiePoints
+    quality: Quality
+    warp: transforms.Transform | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    refinement: dict[str, int] = field(default_factory=dict)
+    model_comparison: dict[str, dict] = field(default_factory=dict)
+    tiles: dict[str, int] = field(default_factory=dict)
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2) target raster coordinates to reference map coordinates with the full model."""
+        if self.warp is not None:
+            return self.warp.apply(points)
+        return geometry.apply(self.transform, points)
+
+    @property
+    def crs(self) -> CRS:
+        return CRS.from_wkt(self.crs_wkt)
+
+    @property
+    def geotransform(self) -> np.ndarray:
+        """(3, 3) affine part: the transform itself, or its best affine approximation."""
+        if not np.allclose(self.transform[2], (0.0, 0.0, 1.0)):
+            return geometry.best_affine(self.transform, self.width, self.height)
+        return self.transform
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "reference": self.reference,
+            "matcher": self.matcher,
+            "model": self.model,
+            "crs_wkt": self.crs_wkt,
+            "transform": self.transform.tolist(),
+            "geotransform_gdal": list(geometry.to_affine(self.geotransform).to_gdal()),
+            "warp": None if self.warp is None else self.warp.to_dict(),
+            "width": self.width,
+            "height": self.height,
+            "metres_per_px": self.metres_per_px,
+            "quality": self.quality.to_dict(),
+            "timings": self.timings,
+            "refinement": self.refinement,
+            "model_comparison": self.model_comparison,
+            "tiles": self.tiles,
+            "tie_points": self.tie_points.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Alignment":
+        return cls(
+            target=d["target"],
+            reference=d["reference"],
+            matcher=d["matcher"],
+            model=d["model"],
+            crs_wkt=d["crs_wkt"],
+            transform=np.asarray(d["transform"], dtype=np.float64),
+            width=d["width"],
+            height=d["height"],
+            metres_per_px=d["metres_per_px"],
+            tie_points=TiePoints.from_dict(d["tie_points"]),
+            quality=Quality(**d["quality"]),
+            warp=transforms.from_dict(d["warp"]) if d.get("warp") else None,
+            timings=d.get("timings", {}),
+            refinement=d.get("refinement", {}),
+            model_comparison=d.get("model_comparison", {}),
+            tiles=d.get("tiles", {}),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Alignment":
+        """Read an alignment from a report (or a bare alignment) JSON file."""
+        data = json.loads(Path(path).read_text())
+        return cls.from_dict(data.get("alignment", data))
