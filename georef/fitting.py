@@ -191,40 +191,57 @@ def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3
     return errors
 
 
+def _held_out_rmse(model: str, src: np.ndarray, dst: np.ndarray, blocks: int) -> float:
+    """RMSE of each point's distance to the model fitted without it: by spatial blocks where the points
+    are enough to fill them, else by 5-fold cross-validation."""
+    errors = blocked_errors(model, src, dst, blocks) if len(src) >= 4 * blocks * blocks else held_out_errors(
+        model, src, dst)
+    return float(np.sqrt(np.nanmean(errors**2)))
+
+
 def select_model(
     src: np.ndarray, dst: np.ndarray, significance: float = 5.0, tolerance: float = 0.05, blocks: int = 3
 ) -> str:
-    """``similarity`` or ``affine`` for inlier tie points: the affine only where the data demand it.
+    """``shift``, ``similarity`` or ``affine`` for inlier tie points: the simplest that the data allow.
 
-    The affine is chosen when its two extra terms (a) move the corners of the
+    A similarity replaces the shift where it predicts held-out parts of the image
+    (3 x 3 spatial blocks; 5-fold cross-validation where the points are too few
+    for blocks) better by more than ``tolerance``: a rotation or scale change the
+    tie points do not demand only adds their noise at the corners. An affine
+    replaces the similarity where its two extra terms (a) move the corners of the
     tie points' extent by more than ``significance`` times the tie points' scatter
     about the affine, and (b) predict held-out spatial blocks better by more than
     ``tolerance``. Real cross-season pairs of one orbit-corrected Sentinel-2 tile,
     whose true relation is a similarity, reach a ratio (a) of 4.2 at most in the
     s2-seasons data (0.2 to 2.5 px over 512 px); a real shear or anisotropic scale
-    grows with the image and leaves little scatter.
+    grows with the image and leaves little scatter. Too few points for blocks
+    leave the affine out.
 
     Args:
         src, dst: (N, 2) inlier tie points.
         significance: corner movement, in units of the scatter, that (a) requires.
-        tolerance: relative held-out RMSE gain that (b) requires.
+        tolerance: relative held-out RMSE gain that a richer model must bring.
 
     Returns:
-        The model name; ``affine`` where there are too few points to judge.
+        The model name.
     """
-    if len(src) < 4 * blocks * blocks:
-        return "affine"  # too few to judge: do not constrain the fit
-    similarity, affine = least_squares("similarity", src, dst), least_squares("affine", src, dst)
-    scatter = float(np.sqrt(np.mean(np.sum((geometry.apply(affine, src) - dst) ** 2, axis=1))))
-    lo = src.min(axis=0)
-    extent = geometry.corners(*(src.max(axis=0) - lo)) + lo
-    departure = float(np.linalg.norm(geometry.apply(similarity, extent) - geometry.apply(affine, extent), axis=1).max())
-    held_out = {name: float(np.sqrt(np.nanmean(blocked_errors(name, src, dst, blocks) ** 2)))
-                for name in ("similarity", "affine")}
-    chosen = "affine" if (departure > significance * max(scatter, 1e-6)
-                          and held_out["affine"] < (1 - tolerance) * held_out["similarity"]) else "similarity"
-    log.debug("model selection: affine departs %.2f (scatter %.2f); held-out RMSE similarity %.3f, affine %.3f -> %s",
-              departure, scatter, held_out["similarity"], held_out["affine"], chosen)
+    if len(src) < 2 * MIN_POINTS["affine"] + 4:
+        return "similarity"  # too few to compare: a similarity is the usual truth of a north-up scene
+    held_out = {name: _held_out_rmse(name, src, dst, blocks) for name in ("shift", "similarity")}
+    chosen = "similarity" if held_out["similarity"] < (1 - tolerance) * held_out["shift"] else "shift"
+    if len(src) >= 4 * blocks * blocks:
+        similarity, affine = least_squares("similarity", src, dst), least_squares("affine", src, dst)
+        scatter = float(np.sqrt(np.mean(np.sum((geometry.apply(affine, src) - dst) ** 2, axis=1))))
+        lo = src.min(axis=0)
+        extent = geometry.corners(*(src.max(axis=0) - lo)) + lo
+        departure = float(np.linalg.norm(geometry.apply(similarity, extent) - geometry.apply(affine, extent),
+                                         axis=1).max())
+        held_out["affine"] = _held_out_rmse("affine", src, dst, blocks)
+        if departure > significance * max(scatter, 1e-6) and held_out["affine"] < (1 - tolerance) * min(
+                held_out["shift"], held_out["similarity"]):
+            chosen = "affine"
+    log.debug("model selection: held-out RMSE %s -> %s",
+              ", ".join(f"{k} {v:.3f}" for k, v in held_out.items()), chosen)
     return chosen
 
 

@@ -52,8 +52,10 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     # similarity (which cannot reflect) describes a north-up raster.
     flip = geometry.scaling(1.0, -1.0 if _reflected(pixel, map_xy, footprint) else 1.0)
     if model == AUTO:
-        enough = len(pixel) >= MODELS["affine"].min_points
-        model = select_model(pixel, geometry.apply(flip, map_xy)) if enough else "similarity"
+        # A user's few GCPs are placed with care, not noisy matches: an affine where they determine one.
+        few = len(pixel) < 2 * MODELS["affine"].min_points + 4
+        determined = len(pixel) >= MODELS["affine"].min_points and _spread(pixel)
+        model = ("affine" if determined else "similarity") if few else select_model(pixel, geometry.apply(flip, map_xy))
     spec = get(model)
     _check_determined(spec, pixel, source)
     if spec.name == "shift":
@@ -105,8 +107,7 @@ def _check_determined(spec: TransformModel, pixel: np.ndarray, path: str | Path)
     if spec.name in ("shift", "similarity"):
         return  # distinct points determine them
     centred = pixel - pixel.mean(axis=0)
-    spread = np.linalg.svd(centred, compute_uv=False)
-    if spread[-1] <= 1e-9 * max(spread[0], 1e-12):
+    if not _spread(pixel):
         raise DegenerateGcps(f"the enabled GCPs lie on one line; the {spec.name} model needs them spread over "
                              "the image (or use the similarity model)", path)
     if spec.kind == "polynomial":
@@ -115,6 +116,12 @@ def _check_determined(spec: TransformModel, pixel: np.ndarray, path: str | Path)
         if np.linalg.matrix_rank(terms) < terms.shape[1]:
             raise DegenerateGcps(f"the enabled GCPs do not determine a polynomial of order {spec.order} (they lie "
                                  "on too few lines); use a lower order", path)
+
+
+def _spread(pixel: np.ndarray) -> bool:
+    """The points span a plane (not all on one line)."""
+    spread = np.linalg.svd(pixel - pixel.mean(axis=0), compute_uv=False)
+    return bool(spread[-1] > 1e-9 * max(spread[0], 1e-12))
 
 
 def _check_transform(fitted, transform: np.ndarray, width: int, height: int, path: str | Path) -> None:
@@ -154,8 +161,8 @@ def _placement(transform: np.ndarray, footprint: np.ndarray | None, width: int, 
                metres_per_unit: float) -> Placement:
     """How far the fit moves the target against its own georeference (none: no move measured)."""
     if footprint is None:
-        return Placement(0.0, 0.0, float("inf"))
+        return Placement(0.0, 0.0)
     corners = geometry.corners(width, height)
     moved = np.linalg.norm(geometry.apply(transform, corners) - geometry.apply(footprint, corners), axis=1)
     scale = np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(footprint[:2, :2])))
-    return Placement(float(moved.max()) * metres_per_unit, float(scale) - 1, float("inf"))
+    return Placement(float(moved.max()) * metres_per_unit, float(scale) - 1)

@@ -46,11 +46,13 @@ class GuidedFit:
         fit: the transform, its inliers and residuals over ``matches``.
         matches: the matches it was fitted to (the guided pass's, where it ran).
         support: inliers of the unguided pass.
+        unguided: matches of the unguided pass.
     """
 
     fit: Fit
     matches: Matches
     support: int
+    unguided: int
 
     @property
     def src(self) -> np.ndarray:
@@ -83,13 +85,13 @@ def fit_with_guided_pass(matcher: Matcher, matches: Matches, image0: MatchImage,
     fit = fit_matches(matches, settings)
     support = int(fit.inliers.sum())
     if settings.guided_radius_px <= 0:
-        return GuidedFit(fit, matches, support)
+        return GuidedFit(fit, matches, support, len(matches))
     to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
     prior = to_index @ fit.matrix @ np.linalg.inv(to_index)
     guided = matcher.match(image0.pixels, image1.pixels, image0.valid, image1.valid, prior=prior,
                            radius=settings.guided_radius_px)
     log.info("guided pass: %d matches", len(guided))
-    return GuidedFit(fit_matches(guided, settings), guided, support)
+    return GuidedFit(fit_matches(guided, settings), guided, support, len(matches))
 
 
 def rotated(image: MatchImage, quarter_turns: int) -> MatchImage:

@@ -7,7 +7,7 @@ imports nothing heavy: ``georef --help`` reads it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from georef.errors import InvalidOption
@@ -35,25 +35,39 @@ def _finite(value: float | None, param: str, low: float = -math.inf, high: float
 class QualityGate:
     """Thresholds a result must meet to be written.
 
+    The gate asks three independent things of a fit: that its unguided keypoint
+    inliers are too many to be chance (their number of false alarms, see
+    :mod:`georef.significance`, which scales with the matches, the threshold and
+    the area searched), that the refinement's correlation windows confirm it
+    (they agree with it, again beyond chance), and that its estimated error at
+    the target's corners (see :mod:`georef.accuracy`, which grows where the tie
+    points cover only part of the image) is small enough to be worth writing.
+
     Attributes:
-        min_inliers: fewest inliers of the unguided matching pass. The guided pass
-            finds matches near any prior, right or wrong, so only unguided
-            inliers count as independent support.
-        max_rmse_px: largest inlier residual RMSE, in target pixels.
-        min_coverage: smallest share of a 4x4 grid over the target holding inliers.
+        min_inliers: fewest inliers of the unguided matching pass (a floor; the significance
+            test does the work). The guided pass finds matches near any prior, right or
+            wrong, so only unguided inliers count as independent support.
+        max_log_nfa: largest log10 of the number of false alarms of the unguided inliers, and
+            of the refinement windows that agree with the fit.
+        max_ce90_px: largest estimated error at the corners (CE90), target pixels.
+        max_rmse_px: largest RMSE of the inlier tie points' residuals, target pixels.
         max_scale_change: largest relative change of pixel size against the
             target's own georeference (0.2 = 20 %).
+        confirm: require the refinement's windows to confirm the fit (where the refinement is on).
     """
 
-    min_inliers: int = 12
+    min_inliers: int = 6
+    max_log_nfa: float = 0.0
+    max_ce90_px: float = 2.0
     max_rmse_px: float = 1.5
-    min_coverage: float = 0.25
     max_scale_change: float = 0.2
+    confirm: bool = True
 
     def validate(self) -> None:
         _check(self.min_inliers >= 1, "min_inliers", f"must be >= 1, not {self.min_inliers}")
+        _finite(self.max_log_nfa, "max_log_nfa")
+        _finite(self.max_ce90_px, "max_ce90_px", 0, low_open=True)
         _finite(self.max_rmse_px, "max_rmse_px", 0)
-        _finite(self.min_coverage, "min_coverage", 0, 1)
         _finite(self.max_scale_change, "max_scale_change", 0)
 
 
@@ -100,6 +114,10 @@ class RefineOptions:
         min_windows: fewest textured windows; below it the fit stays unrefined.
         converged_px: stop once a round moves the image corners less than this.
         lowpass_sigma: width of the spectral weight of the correlation, cycles per pixel.
+        max_offset_px: largest offset a window may measure, pixels.
+
+    Sizes are pixels of the coarser of target and reference; :meth:`at_scale` expresses them
+    in pixels of the image the refinement runs on.
     """
 
     enabled: bool = True
@@ -109,6 +127,20 @@ class RefineOptions:
     min_windows: int = 12
     converged_px: float = 0.02
     lowpass_sigma: float = 0.1
+    max_offset_px: float = 3.0
+
+    def at_scale(self, scale: float, image_side: int) -> "RefineOptions":
+        """The options for an image whose pixel is ``1 / scale`` of the coarser input's, ``image_side`` px small.
+
+        Windows keep their ground size (but fit four times into the image's short side, so that a
+        small image still holds enough windows to be judged), the spectral weight its ground
+        frequency, the thresholds their ground distance.
+        """
+        window = min(self.window * scale, image_side / 4)
+        window = max(16, 2 * int(window // 2))
+        return replace(self, window=window, threshold_px=self.threshold_px * scale,
+                       converged_px=self.converged_px * scale, lowpass_sigma=self.lowpass_sigma / scale,
+                       max_offset_px=self.max_offset_px * scale)
 
     def validate(self) -> None:
         _check(self.window >= 16 and self.window % 2 == 0, "refine_window", f"must be even and >= 16, not {self.window}")
@@ -128,7 +160,9 @@ class AlignOptions:
             spline are fitted to the pooled inlier tie points and carried by GCPs.
         bands: 1-based bands to read from both rasters; default true colour.
         product_bands: bands of a Sentinel-2 product: ``"TCI"`` or e.g. ``"B04,B03,B02"``.
-        max_shift_m: search margin around the target's footprint, in metres.
+        max_shift_m: search margin around the target's footprint, in metres; None searches 600 m
+            around it first, then, where nothing convincing is found, up to 10 km (see
+            :func:`georef.pipeline.locate`).
         threshold_px: inlier threshold of the robust fit, in working pixels.
         guided_radius_px: search radius of the guided second matching pass; 0 skips it.
         refine: the sub-pixel refinement.
@@ -151,7 +185,7 @@ class AlignOptions:
     model: str = "auto"
     bands: tuple[int, ...] | None = None
     product_bands: str = "TCI"
-    max_shift_m: float = 600.0
+    max_shift_m: float | None = None
     threshold_px: float = 2.0
     guided_radius_px: float = 4.0
     refine: RefineOptions = field(default_factory=RefineOptions)

@@ -15,16 +15,18 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import geometry, inputs, raster, search, tiles
+from georef import accuracy, geometry, inputs, raster, search, tiles
+from georef.accuracy import Accuracy
 from georef.errors import BandError, MatchingError, MissingGeoreference
-from georef.fitting import Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
+from georef.fitting import MIN_POINTS, Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
 from georef.matchers import create_matcher
 from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotated
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
 from georef.quality import Evidence, Placement, Quality, assess
-from georef.refine import refine
-from georef.result import Alignment, TiePoints
+from georef.refine import refine, window_log_nfa
+from georef.result import Alignment, Search, TiePoints
+from georef.significance import log10_nfa, match_alpha
 from georef.transforms import MODELS, WARP_MODELS, Transform
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ class Frame:
     crs_wkt: str
     metres_per_unit: float
 
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
 
 @dataclass(frozen=True)
 class Scene:
@@ -63,6 +69,8 @@ class Scene:
         pixel_size: the chip's pixel, reference units.
         margin_m: the search margin around the footprint (a global search's uncertainty where one ran).
         tiled: the target is large enough for full-resolution windows.
+        refine_scale: pixels of the coarser input per working pixel: the refinement works at that resolution.
+        search: where the target was looked for.
     """
 
     sources: raster.Sources
@@ -72,6 +80,32 @@ class Scene:
     pixel_size: float
     margin_m: float
     tiled: bool
+    refine_scale: float
+    search: Search
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What a fit finally rests on: correlation windows of the refinement, or keypoint tie points.
+
+    Both sides are in frames of target-pixel units on raster axes: the (possibly turned) target image
+    the fit was made on, and the reference chip.
+
+    Attributes:
+        src: (N, 2) positions in the target frame.
+        dst: (N, 2) where each was measured.
+        inliers: (N,) bool, kept by the final fit.
+        source: ``"refinement windows"`` or ``"tie points"``.
+        size: (width, height) of the target frame.
+        log_nfa: log10 NFA of the agreeing windows (see :func:`georef.refine.window_log_nfa`); None for tie points.
+    """
+
+    src: np.ndarray
+    dst: np.ndarray
+    inliers: np.ndarray
+    source: str
+    size: tuple[float, float]
+    log_nfa: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +120,8 @@ class TiePointFit:
         to_target: (3, 3) ``src`` coordinates -> full-resolution target pixels.
         dst_to_world: (3, 3) ``dst`` coordinates -> reference map coordinates.
         pixel_size: map units per ``dst`` pixel.
+        log_nfa: log10 of the number of false alarms of the unguided inliers (see :mod:`georef.significance`).
+        measurements: the refinement's windows, where it ran.
     """
 
     fit: Fit
@@ -96,6 +132,13 @@ class TiePointFit:
     to_target: np.ndarray
     dst_to_world: np.ndarray
     pixel_size: float
+    log_nfa: float = float("inf")
+    measurements: Measurements | None = None
+
+    @property
+    def working_px(self) -> float:
+        """Full-resolution target pixels per ``src`` pixel."""
+        return float(np.sqrt(abs(np.linalg.det(self.to_target[:2, :2]))))
 
     def pixel_to_map(self, model: str, threshold_px: float) -> tuple[np.ndarray, np.ndarray]:
         """(3, 3) target pixel -> map transform, and the (N,) inliers it rests on.
@@ -121,6 +164,7 @@ class Solution:
     tie_points: TiePoints
     quality: Quality
     model_comparison: dict
+    accuracy: Accuracy | None
 
 
 def estimate_alignment(target: str | Path, reference: str | Path, options: AlignOptions | None = None,
@@ -152,11 +196,10 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     stages = Stages(reporter)
     with raster.bounded_gdal_cache(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as ref:
-        scene = read_scene(tgt, ref, options, stages)
-        coarse, target_img = match_coarse(scene, options, stages)
+        scene, coarse, target_img = locate(tgt, ref, options, stages)
         refinement = {}
         if options.refine.enabled:
-            coarse, refinement = refine_coarse(coarse, target_img, scene.chip, options, stages)
+            coarse, refinement = refine_coarse(coarse, target_img, scene, options, stages)
         windows: dict[str, int] = {}
         if scene.tiled:
             solution, windows = match_full_resolution(scene, coarse, options, stages)
@@ -167,12 +210,78 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         crs_wkt=scene.frame.crs_wkt, transform=solution.transform, width=scene.frame.width,
         height=scene.frame.height, metres_per_px=solution.metres_per_px, tie_points=solution.tie_points,
         quality=solution.quality, warp=solution.warp, timings=dict(stages.seconds), refinement=refinement,
-        model_comparison=solution.model_comparison, tiles=windows,
+        model_comparison=solution.model_comparison, tiles=windows, accuracy=solution.accuracy,
+        search=scene.search,
     )
 
 
-def read_scene(target: str, reference: str, options: AlignOptions, stages: Stages) -> Scene:
-    """Open both inputs, locate the target (searching the reference if needed), read the target and the chip."""
+#: Search margin around the claimed footprint when the options name none, metres.
+DEFAULT_MARGIN_M = 600.0
+#: Radii searched around the claimed position, in turn, where the default margin finds nothing convincing.
+WIDER_SEARCH_M = (2500.0, 10000.0)
+#: A coarse fit whose footprint comes closer than this share of the margin to the searched area's edge may
+#: have found only part of the target: the search widens.
+EDGE_SLACK = 0.1
+
+
+def locate(target: str, reference: str, options: AlignOptions,
+           stages: Stages) -> tuple[Scene, TiePointFit, raster.MatchImage]:
+    """Read and match at the claimed position; where that convinces nobody, search wider around it.
+
+    Convincing: the unguided inliers are significant (``gate.max_log_nfa``) and the fit does not
+    reach the edge of the area searched. The search widens only where the margin is the
+    default (``max_shift_m`` not set) and the target claims a position.
+
+    Returns:
+        The scene, the coarse fit and the target image it fits.
+
+    Raises:
+        MatchingError: nothing could be fitted anywhere searched.
+    """
+    scene = read_scene(target, reference, options, stages)
+    best, failure = None, None
+    tried: tuple[float, ...] = (scene.search.margin_m,)
+    may_widen = options.max_shift_m is None and scene.search.how == "claimed georeference"
+    for radius in (None, *WIDER_SEARCH_M):
+        if radius is not None:
+            if not may_widen or (best is not None and _convincing(*best[:2], options)):
+                break
+            tried = (*tried, radius)
+            log.info("nothing convincing within %.0f m; searching within %.0f m", tried[-2], radius)
+            try:
+                scene = read_scene(target, reference, options, stages, around=radius, tried=tried)
+            except MatchingError as exc:
+                failure = failure or exc
+                continue
+        try:
+            coarse, image = match_coarse(scene, options, stages)
+        except MatchingError as exc:
+            failure = failure or exc
+            continue
+        if best is None or coarse.log_nfa < best[1].log_nfa or _convincing(scene, coarse, options):
+            best = (scene, coarse, image)
+    if best is None:
+        raise failure
+    return best
+
+
+def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> bool:
+    if coarse.log_nfa > options.gate.max_log_nfa:
+        return False
+    transform = coarse.dst_to_world @ coarse.fit.matrix @ np.linalg.inv(coarse.to_target)
+    gap = scene.search.edge_gap(transform, scene.frame.width, scene.frame.height)
+    return gap is None or gap * scene.frame.metres_per_unit > EDGE_SLACK * scene.search.margin_m
+
+
+def read_scene(target: str, reference: str, options: AlignOptions, stages: Stages, around: float | None = None,
+               tried: tuple[float, ...] = ()) -> Scene:
+    """Open both inputs, place the target, read it and the reference chip around it.
+
+    The target is placed where it claims to be; or, without a georeference (or with
+    ``global_search``), where a search of the whole reference (or around ``approx_center``)
+    finds it; or, with ``around``, where a search within that radius (metres) of its claimed
+    position finds it.
+    """
     masks = [raster.ExclusionMask.parse(m) if m else None for m in (options.mask_target, options.mask_ref)]
     with raster.open_raster(reference) as ref_ds, raster.open_raster(target) as tgt_ds:
         if ref_ds.crs is None:
@@ -181,30 +290,96 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
             raise MissingGeoreference("reference has no geotransform", reference)
         sources = raster.Sources(target, reference, raster.resolve_bands(tgt_ds, options.bands),
                                  raster.resolve_bands(ref_ds, options.bands), *masks)
-        margin_m = options.max_shift_m
-        if options.global_search or not raster.is_georeferenced(tgt_ds):
-            with stages.stage("search"):
-                log.info("searching the whole reference for the target")
-                known = None
-                if raster.is_georeferenced(tgt_ds) and tgt_ds.crs == ref_ds.crs:  # wrong place, right pixel size
-                    known = float(np.sqrt(abs(tgt_ds.transform.determinant)))
-                claim, margin_m = search.global_search(tgt_ds, ref_ds, sources, options, known)
-        else:
+        size = (tgt_ds.width, tgt_ds.height)
+        claimed = None
+        if raster.is_georeferenced(tgt_ds):
             assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
-            claim = raster.georeference(tgt_ds, assume_crs=assume)
+            claimed = raster.footprint_in(raster.georeference(tgt_ds, assume_crs=assume), *size, ref_ds.crs)
+        if claimed is None or options.global_search or around is not None:
+            with stages.stage("search"):
+                placed, searched = _search(tgt_ds, ref_ds, sources, options, claimed, around, tried)
+        else:
+            margin = options.max_shift_m if options.max_shift_m is not None else DEFAULT_MARGIN_M
+            placed = claimed
+            searched = Search("claimed georeference", margin, None, _box(claimed, size, margin, ref_ds.crs),
+                              tried or (margin,))
+        frame = _frame(claimed if claimed is not None and not options.global_search else placed, size, ref_ds.crs)
         with stages.stage("read"):
-            target_img = raster.read_target(tgt_ds, sources.target_bands, options.max_size, sources.target_mask)
-            footprint = raster.footprint_in(claim, tgt_ds.width, tgt_ds.height, ref_ds.crs)
-            # The chip's pixel is the target's working pixel expressed in reference units.
-            pixel_size = float(np.sqrt(abs(np.linalg.det((footprint @ target_img.to_world)[:2, :2]))))
-            chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width,
-                                              tgt_ds.height, margin_m, pixel_size, mask=sources.reference_mask)
-        centre = geometry.apply(footprint, [[tgt_ds.width / 2, tgt_ds.height / 2]])[0]
-        frame = Frame(footprint, tgt_ds.width, tgt_ds.height, ref_ds.crs.to_wkt(),
-                      raster.metres_per_unit(ref_ds.crs, raster.latitude(ref_ds.crs, centre)))
-        tiled = options.tiles.size > 0 and max(tgt_ds.width, tgt_ds.height) > options.max_size
+            target_img, chip, pixel_size, scale = _read_images(tgt_ds, ref_ds, sources, placed, searched.margin_m,
+                                                               options.max_size)
+        tiled = options.tiles.size > 0 and max(size) > options.max_size
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
-    return Scene(sources, frame, target_img, chip, pixel_size, margin_m, tiled)
+    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, scale, searched)
+
+
+def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, claimed: np.ndarray | None,
+            around: float | None, tried: tuple[float, ...]) -> tuple[np.ndarray, Search]:
+    """Place the target by a search: around its claimed position, around ``approx_center``, or everywhere."""
+    size = (tgt_ds.width, tgt_ds.height)
+    known = None if claimed is None else float(np.sqrt(abs(np.linalg.det(claimed[:2, :2]))))
+    if around is not None:
+        centre = geometry.apply(claimed, [[size[0] / 2, size[1] / 2]])[0]
+        found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known, around=(centre, around))
+        return raster.footprint_in(found, *size, ref_ds.crs), Search(
+            "widened around the claimed georeference", margin, around, _box(claimed, size, around, ref_ds.crs), tried)
+    log.info("searching the whole reference for the target")
+    found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known)
+    how = "around the approximate centre" if options.approx_center else "whole reference"
+    return raster.footprint_in(found, *size, ref_ds.crs), Search(how, margin, None, None, (margin,))
+
+
+def _box(footprint: np.ndarray, size: tuple[int, int], reach_m: float, crs: CRS) -> tuple[float, ...]:
+    """(x0, y0, x1, y1): the footprint's bounding box grown by ``reach_m`` on every side, in ``crs`` units."""
+    corners = geometry.apply(footprint, geometry.corners(*size))
+    reach = reach_m / raster.metres_per_unit(crs, raster.latitude(crs, corners.mean(axis=0)))
+    (x0, y0), (x1, y1) = corners.min(axis=0) - reach, corners.max(axis=0) + reach
+    return (float(x0), float(y0), float(x1), float(y1))
+
+
+def _frame(footprint: np.ndarray, size: tuple[int, int], crs: CRS) -> Frame:
+    centre = geometry.apply(footprint, [[size[0] / 2, size[1] / 2]])[0]
+    return Frame(footprint, size[0], size[1], crs.to_wkt(), raster.metres_per_unit(crs, raster.latitude(crs, centre)))
+
+
+def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray, margin_m: float,
+                 max_size: int) -> tuple[raster.MatchImage, raster.MatchImage, float, float]:
+    """The target at the working pixel and the reference chip around ``footprint`` at the same pixel.
+
+    Returns:
+        Target, chip, the working pixel (reference units) and the coarser input's pixel per working pixel.
+    """
+    target_px = float(np.sqrt(abs(np.linalg.det(footprint[:2, :2]))))
+    reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
+    long_side = max(tgt_ds.width, tgt_ds.height)
+    working = working_pixel(target_px, reference_px, long_side, max_size)
+    target_img = raster.read_target(tgt_ds, sources.target_bands, round(long_side * target_px / working),
+                                    sources.target_mask)
+    # The chip's pixel is the target's working pixel expressed in reference units.
+    pixel_size = float(np.sqrt(abs(np.linalg.det((footprint @ target_img.to_world)[:2, :2]))))
+    chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,
+                                      margin_m, pixel_size, mask=sources.reference_mask)
+    return target_img, chip, pixel_size, max(target_px, reference_px) / pixel_size
+
+
+#: A target smaller than this, in pixels of the coarser input, is matched at a finer pixel.
+MIN_WORKING_SIDE = 512
+#: ... but at most this many times finer than the finer input.
+MAX_ENLARGEMENT = 2.0
+
+
+def working_pixel(target_px: float, reference_px: float, long_side: int, max_size: int) -> float:
+    """The pixel size (reference units) at which target and chip are matched.
+
+    The coarser of the two inputs, or the target decimated to ``max_size``; where the
+    target would then be smaller than :data:`MIN_WORKING_SIDE`, a finer pixel, so that a
+    coarse target (30 m against a 10 m reference) or a small one is enlarged rather than
+    matched as a thumbnail: the learned matchers find keypoints on a grid of cells, which a
+    small image fills with few.
+    """
+    working = max(target_px, reference_px, target_px * long_side / max_size)
+    if long_side * target_px / working < MIN_WORKING_SIDE:
+        working = max(min(target_px, reference_px) / MAX_ENLARGEMENT, target_px * long_side / MIN_WORKING_SIDE)
+    return working
 
 
 def _fit_settings(options: AlignOptions) -> FitSettings:
@@ -246,23 +421,35 @@ def match_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> tuple[T
     if best is None:
         raise MatchingError(f"no alignment found: {failure.message}", scene.sources.target)
     result, candidate = best
+    # Chance agreement: a match anywhere in the valid chip, within the threshold of the model.
+    alpha = match_alpha(options.threshold_px, float(scene.chip.valid.sum()))
+    log_nfa = log10_nfa(result.unguided, result.support, alpha, MIN_POINTS[settings.model if settings.model in
+                                                                           MIN_POINTS else "affine"])
+    log.info("unguided: %d of %d matches agree, log10 NFA %.1f", result.support, result.unguided, log_nfa)
     return TiePointFit(result.fit, result.support, result.src, result.dst, result.matches.confidence,
-                       candidate.to_world, scene.chip.to_world, scene.pixel_size), candidate
+                       candidate.to_world, scene.chip.to_world, scene.pixel_size, log_nfa), candidate
 
 
-def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, chip: raster.MatchImage, options: AlignOptions,
+def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, options: AlignOptions,
                   stages: Stages) -> tuple[TiePointFit, dict[str, int]]:
     """Refine the coarse fit by phase correlation; the tie points are judged against the refined transform.
+
+    The refinement works at the coarser input's resolution (see :meth:`RefineOptions.at_scale`).
 
     Returns:
         The refined fit, and the refinement's window counts (empty where too few windows held texture).
     """
+    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
     with stages.stage("refine"):
-        refined = refine(target, chip, coarse.fit.matrix, _fit_settings(options).model, options.refine)
+        refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings)
     if refined is None:
         return coarse, {}
     fit = coarse.fit.with_matrix(refined.matrix, coarse.src, coarse.dst, options.threshold_px, refined.model)
-    return replace(coarse, fit=fit), {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())}
+    scale = coarse.working_px
+    windows = Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
+                           (target.shape[1] * scale, target.shape[0] * scale), refined.log_nfa)
+    return (replace(coarse, fit=fit, measurements=windows),
+            {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())})
 
 
 def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptions,
@@ -274,7 +461,8 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     coarse_to_map, _ = coarse.pixel_to_map(options.model, options.threshold_px)
     decimation = float(np.sqrt(abs(np.linalg.det(scene.target.to_world[:2, :2]))))
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
-    plan = tiles.WindowPlan(coarse_to_map, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation))
+    plan = tiles.WindowPlan(coarse_to_map, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation),
+                            scene.refine_scale * decimation)
     with raster.open_raster(scene.sources.target) as ds:
         total = len(tiles.block_aligned_grid(ds, options.tiles) or tiles.window_grid(
             ds.width, ds.height, options.tiles.size, options.tiles.overlap, options.tiles.max_windows))
@@ -293,8 +481,16 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
     with stages.stage("fit"):
         pooled = fit_transform(target_px, dst, _fit_settings(options).model, options.threshold_px, options.seed)
+    if options.refine.enabled:
+        settings = options.refine.at_scale(plan.refine_scale, options.tiles.size)
+        windows_nfa = window_log_nfa(sum(r.tried for r in used), sum(r.agreeing for r in used), settings.threshold_px,
+                                     settings.window, pooled.model)
+        measured = Measurements(target_px, dst, pooled.inliers, "refinement windows", scene.frame.size, windows_nfa)
+    else:
+        measured = Measurements(target_px, dst, pooled.inliers, "tie points", scene.frame.size)
     fine = TiePointFit(pooled, int(pooled.inliers.sum()), target_px, dst,
-                       np.concatenate([r.confidence for r in used]), np.eye(3), dst_to_world, full_px)
+                       np.concatenate([r.confidence for r in used]), np.eye(3), dst_to_world, full_px,
+                       coarse.log_nfa, measured)
     return solve(fine, scene, options), counts
 
 
@@ -316,16 +512,26 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
             residual_px[inliers] = held_out_errors("tps", target_px[inliers], map_xy[inliers]) * to_px
     else:
         residual_px = tpf.fit.residuals * working_px
-    quality = assess(Evidence(target_px, residual_px, inliers, tpf.support), _placement(transform, scene, options),
-                     (frame.width, frame.height), metres_per_px, options.gate)
+    model = options.model if options.model in WARP_MODELS else tpf.fit.model  # auto: the one chosen
+    # The fit's own frame (a turned target's, with rotation_search), in target-pixel units.
+    frame_size = np.ptp(geometry.apply(np.linalg.inv(tpf.to_target), geometry.corners(*frame.size)), axis=0)
+    measured = tpf.measurements or Measurements(tpf.src[inliers] * working_px, tpf.dst[inliers] * working_px,
+                                                np.ones(int(inliers.sum()), bool), "tie points",
+                                                tuple(frame_size * working_px))
+    estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
+                                 measured.source)
+    evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
+                        None if estimate is None else estimate.ce90_px,
+                        options.refine.enabled and options.gate.confirm)
+    quality = assess(evidence, _placement(transform, scene, options), (frame.width, frame.height), metres_per_px,
+                     options.gate)
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.
     comparison = compare_models(_subset(tpf.src[inliers]), _subset(tpf.dst[inliers]), COMPARED_MODELS,
                                 1 / working_px)
     return Solution(
-        model=options.model if options.model in WARP_MODELS else tpf.fit.model,  # auto: the one chosen
-        transform=transform, warp=warp, metres_per_px=metres_per_px,
+        model=model, transform=transform, warp=warp, metres_per_px=metres_per_px,
         tie_points=TiePoints(target_px, map_xy, residual_px, inliers, tpf.confidence),
-        quality=quality, model_comparison=comparison,
+        quality=quality, model_comparison=comparison, accuracy=estimate,
     )
 
 
@@ -339,7 +545,9 @@ def _placement(transform: np.ndarray, scene: Scene, options: AlignOptions) -> Pl
     else:
         moved = np.linalg.norm(fitted - claimed, axis=1)
     scale = np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(frame.footprint[:2, :2])))
-    return Placement(float(moved.max()) * frame.metres_per_unit, float(scale) - 1, scene.margin_m)
+    gap = scene.search.edge_gap(transform, frame.width, frame.height)
+    outside = 0.0 if gap is None else max(0.0, -gap) * frame.metres_per_unit
+    return Placement(float(moved.max()) * frame.metres_per_unit, float(scale) - 1, outside)
 
 
 def _subset(points: np.ndarray, limit: int = 800) -> np.ndarray:

@@ -22,6 +22,8 @@ class Quality:
         coverage: share of a 4x4 grid over the target holding inliers.
         shift_m: largest move of a target corner against its own georeference.
         scale_change: fitted pixel size over the target's own, minus one.
+        log_nfa: log10 of the number of false alarms of the unguided inliers.
+        window_log_nfa: the same for the refinement windows agreeing with the fit (None: no refinement).
         passed, reasons: the gate's verdict and why it refused.
     """
 
@@ -35,6 +37,8 @@ class Quality:
     coverage: float
     shift_m: float
     scale_change: float
+    log_nfa: float = float("-inf")
+    window_log_nfa: float | None = None
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -60,12 +64,21 @@ class Evidence:
         residual_px: (N,) residuals of all matches, in target pixels.
         inliers: (N,) bool inlier flags.
         support: inliers of the unguided pass.
+        log_nfa: log10 of the number of false alarms of the unguided inliers.
+        window_log_nfa: the same for the refinement windows that agree with the final fit; None
+            where no refinement ran.
+        ce90_px: the estimated error at the corners (see :mod:`georef.accuracy`); None where unknown.
+        confirmation_required: the refinement's windows must confirm the fit.
     """
 
     target_px: np.ndarray
     residual_px: np.ndarray
     inliers: np.ndarray
     support: int
+    log_nfa: float = float("-inf")
+    window_log_nfa: float | None = None
+    ce90_px: float | None = 0.0
+    confirmation_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,12 +88,12 @@ class Placement:
     Attributes:
         shift_m: largest corner move against the target's own georeference, metres.
         scale_change: relative pixel-size change against it.
-        max_shift_m: the search margin; a larger move lies outside what was searched.
+        outside_m: how far the fitted footprint reaches beyond the area searched, metres (0: inside).
     """
 
     shift_m: float
     scale_change: float
-    max_shift_m: float
+    outside_m: float = 0.0
 
 
 def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metres_per_px: float,
@@ -102,12 +115,21 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
     reasons = []
     if support < gate.min_inliers:
         reasons.append(f"{support} unguided inliers < {gate.min_inliers}")
+    if evidence.log_nfa > gate.max_log_nfa:
+        reasons.append(f"{support} unguided inliers could be chance (log10 NFA {evidence.log_nfa:.1f})")
+    if evidence.confirmation_required:
+        if evidence.window_log_nfa is None:
+            reasons.append("too little texture for the refinement to confirm it")
+        elif evidence.window_log_nfa > gate.max_log_nfa:
+            reasons.append("the refinement's correlation windows do not confirm it")
+    if evidence.ce90_px is None:
+        reasons.append("too few measurements to estimate its accuracy")
+    elif evidence.ce90_px > gate.max_ce90_px:
+        reasons.append(f"estimated error {evidence.ce90_px:.1f} px > {gate.max_ce90_px:g} px at the corners")
     if rmse > gate.max_rmse_px:
-        reasons.append(f"RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
-    if cov < gate.min_coverage:
-        reasons.append(f"coverage {cov:.0%} < {gate.min_coverage:.0%}")
-    if placement.shift_m > placement.max_shift_m:
-        reasons.append(f"moves a corner {placement.shift_m:.0f} m, beyond the {placement.max_shift_m:g} m search margin")
+        reasons.append(f"tie-point RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
+    if placement.outside_m > 0:
+        reasons.append(f"lies {placement.outside_m:.0f} m outside the area searched")
     if abs(placement.scale_change) > gate.max_scale_change:
         reasons.append(f"changes the pixel size by {placement.scale_change:+.0%}, beyond {gate.max_scale_change:.0%}")
     return Quality(
@@ -121,6 +143,8 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
         coverage=cov,
         shift_m=placement.shift_m,
         scale_change=placement.scale_change,
+        log_nfa=evidence.log_nfa,
+        window_log_nfa=evidence.window_log_nfa,
         passed=not reasons,
         reasons=reasons,
     )

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_gcps
 from rasterio.warp import transform as transform_coords
@@ -128,6 +128,9 @@ def open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
 
 
 def _one_line(exc: BaseException) -> str:
+    """GDAL's message in one line (the underlying one, where rasterio only says "see previous exception")."""
+    while exc.__cause__ is not None and "previous exception" in str(exc):
+        exc = exc.__cause__
     return " ".join(str(exc).split())
 
 
@@ -292,9 +295,28 @@ def _read(
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(data.dtype, np.floating):  # NaN or inf is no data, whatever the nodata tag says
         valid &= np.all(np.isfinite(data), axis=0)
+    if all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in bands):
+        valid &= ~edge_fill(data)
     if mask is not None:
         valid &= ~mask.excluded((ds.width, ds.height), window, out_shape)
     return data, valid
+
+
+def edge_fill(data: np.ndarray) -> np.ndarray:
+    """(H, W) bool: zeros in every band that reach the image's edge.
+
+    Many exported rasters fill the corners of a rotated or warped scene with 0 and
+    declare no nodata; those corners are no ground, and their straight edges would
+    attract keypoints and correlation. Zeros inside the image are kept.
+    """
+    import cv2
+
+    zero = np.all(data == 0, axis=0).astype(np.uint8)
+    if not zero.any():
+        return zero.astype(bool)
+    _, labels = cv2.connectedComponents(zero, connectivity=8)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
 
 
 def _erode(valid: np.ndarray, px: int) -> np.ndarray:
@@ -307,15 +329,16 @@ def _erode(valid: np.ndarray, px: int) -> np.ndarray:
     return cv2.erode(valid.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
-def read_target(ds: rasterio.io.DatasetReader, bands: list[int], max_size: int,
+def read_target(ds: rasterio.io.DatasetReader, bands: list[int], long_side: int,
                 mask: ExclusionMask | None = None) -> MatchImage:
-    """Read a whole raster for matching, decimated so that its long side is at most ``max_size``.
+    """Read a whole raster for matching, resampled so that its long side is ``long_side`` pixels.
 
-    GDAL reads decimated data from overviews (JPEG2000 resolution levels) where
-    present. ``to_world`` maps the returned image's raster coordinates to
-    full-resolution pixels; ``stretch`` is the scene's, for its windows to share.
+    Shrinking averages (GDAL reads from overviews, JPEG2000 resolution levels, where
+    present); enlarging, for a target coarser than its reference, interpolates.
+    ``to_world`` maps the returned image's raster coordinates to full-resolution
+    pixels; ``stretch`` is the scene's, for its windows to share.
     """
-    factor = max(1.0, max(ds.width, ds.height) / max_size)
+    factor = max(ds.width, ds.height) / long_side
     h, w = max(1, round(ds.height / factor)), max(1, round(ds.width / factor))
     data, valid = _read(ds, bands, Window(0, 0, ds.width, ds.height), (h, w), mask)
     try:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from georef import geometry
-from georef.fitting import fit_transform
+from georef.fitting import MIN_POINTS, fit_transform
+from georef.significance import log10_nfa
 from georef.options import RefineOptions
 from georef.raster import MatchImage
 
@@ -40,6 +41,8 @@ class Refinement:
         chip_px: (M, 2) their measured positions in the chip.
         response: (M,) phase-correlation peak strength.
         inliers: (M,) bool, windows the final fit kept.
+        tried: textured windows correlated in the last round.
+        log_nfa: log10 NFA of the windows agreeing with the fit (see :func:`window_log_nfa`).
     """
 
     matrix: np.ndarray
@@ -48,6 +51,8 @@ class Refinement:
     chip_px: np.ndarray
     response: np.ndarray
     inliers: np.ndarray
+    tried: int
+    log_nfa: float
 
 
 def _gradient_magnitude(image: np.ndarray) -> np.ndarray:
@@ -131,7 +136,12 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1) ->
     return np.stack([shift_x, shift_y], axis=1), peak
 
 
-def window_offsets(
+def window_offsets(*args, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offsets of ``reference`` against ``target`` in windows on a grid (see :func:`measure_windows`)."""
+    return measure_windows(*args, **kwargs)[:3]
+
+
+def measure_windows(
     target: np.ndarray,
     reference: np.ndarray,
     valid: np.ndarray,
@@ -140,7 +150,7 @@ def window_offsets(
     min_response: float = 0.05,
     max_offset: float = 3.0,
     lowpass_sigma: float = 0.1,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Offsets of ``reference`` against ``target`` in windows on a grid.
 
     Args:
@@ -154,7 +164,8 @@ def window_offsets(
 
     Returns:
         (M, 2) window centres (raster coordinates), (M, 2) offsets such that
-        target content at c is found in reference at c + offset, (M,) responses.
+        target content at c is found in reference at c + offset, (M,) responses,
+        and the number of textured windows tried (before the response and offset checks).
     """
     gt, gr = _gradient_magnitude(target), _gradient_magnitude(reference)
     h, w = target.shape
@@ -166,7 +177,7 @@ def window_offsets(
     ys, xs = ys[usable], xs[usable]
     empty = np.zeros((0, 2))
     if len(ys) == 0:
-        return empty, empty, np.zeros(0)
+        return empty, empty, np.zeros(0), 0
     offsets, responses = np.zeros((len(ys), 2)), np.zeros(len(ys))
     # Batches bound the FFTs' memory where a large image holds thousands of windows.
     for start in range(0, len(ys), _WINDOW_BATCH):
@@ -176,7 +187,19 @@ def window_offsets(
         offsets[part], responses[part] = phase_correlate(a, b, lowpass_sigma)
     keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
     centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
-    return centres[keep], offsets[keep], responses[keep]
+    return centres[keep], offsets[keep], responses[keep], len(ys)
+
+
+#: Neighbouring windows overlap by half on each axis: four of them hold about one window of independent pixels.
+_OVERLAP = 4
+
+
+def window_log_nfa(tried: int, agreeing: int, threshold_px: float, window: int, model: str) -> float:
+    """log10 NFA of windows agreeing with a fit: a window of unrelated content peaks anywhere in its
+    window x window offsets, so it lands within ``threshold_px`` of the fit by chance with probability
+    pi threshold^2 / window^2 (see :mod:`georef.significance`)."""
+    return log10_nfa(tried // _OVERLAP, agreeing // _OVERLAP, np.pi * threshold_px**2 / window**2,
+                     MIN_POINTS.get(model, MIN_POINTS["affine"]))
 
 
 def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
@@ -205,8 +228,10 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
         warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
-        centres, offsets, responses = window_offsets(target.pixels, warped, target.valid & warped_valid,
-                                                     options.window, lowpass_sigma=options.lowpass_sigma)
+        centres, offsets, responses, tried = measure_windows(target.pixels, warped, target.valid & warped_valid,
+                                                             options.window, options.window // 2,
+                                                             max_offset=options.max_offset_px,
+                                                             lowpass_sigma=options.lowpass_sigma)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
@@ -214,7 +239,9 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         fit = fit_transform(centres, chip_px, model, options.threshold_px)
         change = geometry.mean_corner_distance(fit.matrix, matrix, *target.shape[::-1])
         matrix = fit.matrix
-        result = Refinement(matrix, fit.model, centres, chip_px, responses, fit.inliers)
+        result = Refinement(matrix, fit.model, centres, chip_px, responses, fit.inliers, tried,
+                            window_log_nfa(tried, int(fit.inliers.sum()), options.threshold_px, options.window,
+                                           fit.model))
         log.info("refinement: %d windows, %d inliers, moved %.3f px", len(centres), fit.inliers.sum(), change)
         if change < options.converged_px:
             break

@@ -36,22 +36,27 @@ def package_versions() -> dict[str, str]:
 
 def report_dict(alignment: Alignment, output: str | Path | None = None, timings: dict | None = None) -> dict:
     """The report as a JSON-ready dict; ``alignment`` holds the full result."""
-    q = alignment.quality
+    q, accuracy = alignment.quality, alignment.accuracy
     return {
         "status": "passed" if q.passed else "failed",
         "output": None if output is None else str(output),
         "matcher": alignment.matcher,
         "model": alignment.model,
+        "estimated_ce90_m": None if accuracy is None else accuracy.ce90_m,
+        "estimated_ce90_px": None if accuracy is None else accuracy.ce90_px,
         "matches": q.matches,
         "inliers": q.inliers,
         "support": q.support,
-        "rmse_px": q.rmse_px,
-        "max_px": q.max_px,
-        "rmse_m": q.rmse_m,
-        "max_m": q.max_m,
+        "log_nfa": q.log_nfa,
+        "window_log_nfa": q.window_log_nfa,
+        "tie_point_rmse_px": q.rmse_px,
+        "tie_point_max_px": q.max_px,
+        "tie_point_rmse_m": q.rmse_m,
+        "tie_point_max_m": q.max_m,
         "coverage": q.coverage,
         "shift_m": q.shift_m,
         "scale_change": q.scale_change,
+        "search": None if alignment.search is None else alignment.search.to_dict(),
         "reasons": q.reasons,
         "timings_s": {**alignment.timings, **(timings or {})},
         "versions": package_versions(),
@@ -142,7 +147,8 @@ def _plot_histogram(alignment: Alignment, path: Path, staging: Staging | None) -
     tp = alignment.tie_points
     fig, ax = plt.subplots(figsize=(5, 3), dpi=110)
     ax.hist(tp.residual_px[tp.inlier], bins=40, color="C0")
-    ax.set(xlabel="inlier residual, px", ylabel="tie points", title=f"RMSE {alignment.quality.rmse_px:.2f} px")
+    ax.set(xlabel="tie-point residual of the inliers, px", ylabel="tie points",
+           title=f"tie-point RMSE {alignment.quality.rmse_px:.2f} px")
     fig.tight_layout()
     with destination(path, staging) as tmp:
         fig.savefig(tmp, format="png")
@@ -159,7 +165,8 @@ def _markdown(data: dict, alignment: Alignment, images: list[str]) -> str:
         f"- reference: `{alignment.reference}`; output: `{data['output']}`",
         f"- matcher / model: {alignment.matcher} / {alignment.model}",
         f"- matches {q.matches}, inliers {q.inliers} ({q.support} unguided), coverage {q.coverage:.0%}",
-        f"- residual RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px ({q.max_m:.1f} m)",
+        f"- estimated error at the corners (CE90): {_accuracy_text(alignment)}",
+        f"- tie-point residuals: RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px ({q.max_m:.1f} m)",
         "- time: " + ", ".join(f"{k} {v:.2f} s" for k, v in alignment.timings.items()),
         "",
     ]
@@ -197,14 +204,22 @@ def _html(markdown: str) -> str:
     return "<!doctype html><meta charset='utf-8'><title>georef report</title>\n" + "\n".join(body) + "\n"
 
 
+def _accuracy_text(alignment: Alignment) -> str:
+    a = alignment.accuracy
+    if a is None:
+        return "unknown (too few measurements to estimate it)"
+    return f"{a.ce90_px:.2f} px ({a.ce90_m:.1f} m), from {a.measurements} {a.source}"
+
+
 def summary(alignment: Alignment) -> str:
     """A short human summary of the result."""
     q = alignment.quality
     verdict = "passed" if q.passed else "FAILED: " + "; ".join(q.reasons)
     total = sum(alignment.timings.values())
+    a = alignment.accuracy
+    accuracy = "unknown" if a is None else f"{a.ce90_px:.2f} px ({a.ce90_m:.1f} m)"
     return (
-        f"{alignment.matcher}/{alignment.model}: {q.matches} matches, {q.inliers} inliers "
-        f"({q.support} unguided), moved {q.shift_m:.0f} m, "
-        f"RMSE {q.rmse_px:.2f} px ({q.rmse_m:.1f} m), max {q.max_px:.2f} px, "
-        f"coverage {q.coverage:.0%}, {total:.2f} s; quality gate {verdict}"
+        f"{alignment.matcher}/{alignment.model}: estimated error {accuracy} (CE90 at the corners); "
+        f"{q.matches} matches, {q.inliers} inliers ({q.support} unguided), moved {q.shift_m:.0f} m, "
+        f"tie-point RMSE {q.rmse_px:.2f} px, {total:.2f} s; quality gate {verdict}"
     )

@@ -14,6 +14,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from georef import geometry, transforms
+from georef.accuracy import Accuracy
 from georef.quality import Quality
 
 
@@ -50,6 +51,45 @@ class TiePoints:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Where the target was looked for.
+
+    Attributes:
+        how: ``claimed georeference``, ``widened around the claimed georeference``, ``around the
+            approximate centre`` or ``whole reference``.
+        margin_m: margin around the target's footprint of the final match, metres.
+        radius_m: radius of a search around the claimed position, metres; None where none ran.
+        box: (x0, y0, x1, y1) the area searched, in the reference CRS; None for the whole reference.
+        attempts: the margins, then the radii, tried in turn, metres.
+    """
+
+    how: str
+    margin_m: float
+    radius_m: float | None
+    box: tuple[float, ...] | None
+    attempts: tuple[float, ...]
+
+    def edge_gap(self, transform: np.ndarray, width: int, height: int) -> float | None:
+        """Smallest distance from a fitted footprint's corners to the searched box's edge (negative outside);
+        None without a box."""
+        if self.box is None:
+            return None
+        corners = geometry.apply(transform, geometry.corners(width, height))
+        x0, y0, x1, y1 = self.box
+        return float(min((corners[:, 0] - x0).min(), (x1 - corners[:, 0]).min(), (corners[:, 1] - y0).min(),
+                         (y1 - corners[:, 1]).min()))
+
+    def to_dict(self) -> dict:
+        return {"how": self.how, "margin_m": self.margin_m, "radius_m": self.radius_m,
+                "box": None if self.box is None else list(self.box), "attempts": list(self.attempts)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Search":
+        return cls(d["how"], d["margin_m"], d["radius_m"], tuple(d["box"]) if d["box"] else None,
+                   tuple(d["attempts"]))
+
+
+@dataclass(frozen=True)
 class Alignment:
     """Everything needed to apply or judge an alignment.
 
@@ -68,6 +108,8 @@ class Alignment:
         refinement: window counts of the sub-pixel refinement; empty if it did not run.
         model_comparison: held-out RMSE, CE90 and max (px) per model, on the inliers.
         tiles: full-resolution windows per outcome (matched, no texture, ...); empty if not tiled.
+        accuracy: the estimated error at the corners (see :mod:`georef.accuracy`); None where unknown.
+        search: where the target was looked for; None for an alignment from GCPs.
     """
 
     target: str
@@ -86,6 +128,8 @@ class Alignment:
     refinement: dict[str, int] = field(default_factory=dict)
     model_comparison: dict[str, dict] = field(default_factory=dict)
     tiles: dict[str, int] = field(default_factory=dict)
+    accuracy: Accuracy | None = None
+    search: Search | None = None
 
     def predict(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 2) target raster coordinates to reference map coordinates with the full model."""
@@ -122,6 +166,8 @@ class Alignment:
             "refinement": self.refinement,
             "model_comparison": self.model_comparison,
             "tiles": self.tiles,
+            "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
+            "search": None if self.search is None else self.search.to_dict(),
             "tie_points": self.tie_points.to_dict(),
         }
 
@@ -144,6 +190,8 @@ class Alignment:
             refinement=d.get("refinement", {}),
             model_comparison=d.get("model_comparison", {}),
             tiles=d.get("tiles", {}),
+            accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
+            search=Search.from_dict(d["search"]) if d.get("search") else None,
         )
 
     @classmethod

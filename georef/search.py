@@ -21,30 +21,38 @@ from georef.errors import EmptyDataError, MatchingError, NoOverlapError
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
 from georef.options import AlignOptions
+from georef.significance import log10_nfa, match_alpha
 from georef.tiles import window_grid
 
 log = logging.getLogger(__name__)
 
 #: Long side of the reference image searched, pixels.
 SEARCH_SIZE = 3072
+#: Fewest inliers a search result needs: it is a claim for the full alignment to check, and look-alikes
+#: far away are many, so it asks for more than the gate's floor.
+SEARCH_MIN_INLIERS = 12
 #: Candidate target pixel sizes, in reference pixels, when the target's is unknown (steps of sqrt 2:
 #: learned matchers tolerate about 20 % of scale difference).
 SCALES = tuple(2 ** (k / 2) for k in range(9))
 
 
-def _region(ref_ds, approx_center: tuple[float, float] | None, radius_m: float) -> Window:
-    """The reference window to search: all of it, or a square around a lon/lat point."""
-    full = Window(0, 0, ref_ds.width, ref_ds.height)
-    if approx_center is None:
-        return full
-    xs, ys = transform_coords("EPSG:4326", ref_ds.crs, [approx_center[0]], [approx_center[1]])
-    col, row = ~ref_ds.transform * (xs[0], ys[0])
-    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, approx_center[1]))
+def lonlat_to(ref_ds: DatasetReader, lon: float, lat: float) -> np.ndarray:
+    """(2,) a longitude/latitude in the reference's CRS."""
+    xs, ys = transform_coords("EPSG:4326", ref_ds.crs, [lon], [lat])
+    return np.array([xs[0], ys[0]])
+
+
+def _region(ref_ds: DatasetReader, centre: np.ndarray | None, radius_m: float) -> Window | None:
+    """The reference window to search: all of it, or a square around a point of its CRS; None if that misses it."""
+    if centre is None:
+        return Window(0, 0, ref_ds.width, ref_ds.height)
+    col, row = ~ref_ds.transform * tuple(centre)
+    lat = raster.latitude(ref_ds.crs, centre)
+    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, lat))
     c0, r0 = max(0, int(col - radius)), max(0, int(row - radius))
     c1, r1 = min(ref_ds.width, int(col + radius) + 1), min(ref_ds.height, int(row + radius) + 1)
     if c1 - c0 < 8 or r1 - r0 < 8:
-        raise NoOverlapError(f"the approximate centre {approx_center[0]:g} {approx_center[1]:g} "
-                             "({param:approx_center}) is outside it", ref_ds.name)
+        return None
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
@@ -67,7 +75,8 @@ def _plausible(matrix: np.ndarray, tolerance: float = 0.3) -> bool:
 
 
 def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.Sources, options: AlignOptions,
-                  target_pixel_size: float | None = None) -> tuple[raster.Georeference, float]:
+                  target_pixel_size: float | None = None,
+                  around: tuple[np.ndarray, float] | None = None) -> tuple[raster.Georeference, float]:
     """Locate the target in the reference.
 
     Args:
@@ -76,6 +85,7 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
         options: matcher, threshold, gate, max_size, and ``approx_center``, the (lon, lat)
             to search around (None searches the whole reference).
         target_pixel_size: the target's pixel size in reference units if known; else candidates are tried.
+        around: (centre in the reference CRS, radius in metres) of the area to search instead.
 
     Returns:
         The found georeference, and its uncertainty in metres (a few search pixels).
@@ -84,7 +94,6 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
         MatchingError: no candidate found enough support.
     """
     matcher = create_matcher(options.matcher, options.weights, options.device)
-    approx_center = options.approx_center
     ref_px = abs(ref_ds.transform.a)
     mpu = raster.metres_per_unit(ref_ds.crs)
     candidates = [target_pixel_size] if target_pixel_size else [ref_px * s for s in SCALES]
@@ -92,7 +101,18 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
     targets: dict[int, raster.MatchImage] = {}  # the target decimated to a long side, by that side
     best = None
     for size in candidates:
-        region = _region(ref_ds, approx_center, 1.5 * long_side * size * mpu + 5000)
+        if around is not None:
+            region = _region(ref_ds, *around)
+        elif options.approx_center is not None:
+            region = _region(ref_ds, lonlat_to(ref_ds, *options.approx_center), 1.5 * long_side * size * mpu + 5000)
+            if region is None:
+                raise NoOverlapError(f"the approximate centre {options.approx_center[0]:g} "
+                                     f"{options.approx_center[1]:g} ({{param:approx_center}}) is outside it",
+                                     ref_ds.name)
+        else:
+            region = _region(ref_ds, None, 0.0)
+        if region is None:
+            break
         # Mutual matching drowns in look-alikes over an area much larger than the target:
         # the region is searched in overlapping parts twice the target's extent.
         part = int(2 * long_side * size / ref_px)
@@ -125,15 +145,17 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
             if not _plausible(fit.matrix):
                 log.debug("search at target pixel %.3g: implausible fit (scale or shear), ignored", size)
                 continue
-            log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers", size, working,
-                     len(matches), support)
-            if best is None or support > best[0]:
-                best = (support, chip.to_world @ fit.matrix @ np.linalg.inv(target_img.to_world), working)
-    if best is None or best[0] < options.gate.min_inliers:
-        found = 0 if best is None else best[0]
-        raise MatchingError(f"not found in the reference by a global search ({found} inliers at best, "
-                            f"{options.gate.min_inliers} needed); give its approximate centre ({{param:approx_center}})",
-                            tgt_ds.name)
-    support, pixel_to_map, working = best
-    log.info("search: found with %d inliers", support)
+            # Ranked by significance: parts and scales differ in how many matches they offer.
+            nfa = log10_nfa(len(matches), support, match_alpha(options.threshold_px, float(chip.valid.sum())), 3)
+            log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers, log10 NFA %.1f", size,
+                     working, len(matches), support, nfa)
+            if best is None or nfa < best[0]:
+                best = (nfa, support, chip.to_world @ fit.matrix @ np.linalg.inv(target_img.to_world), working)
+    if best is None or best[0] > options.gate.max_log_nfa or best[1] < max(options.gate.min_inliers, SEARCH_MIN_INLIERS):
+        found = "nothing" if best is None else f"{best[1]} inliers, log10 NFA {best[0]:.1f} at best"
+        where = "a global search" if around is None else f"a search within {around[1]:.0f} m of its position"
+        raise MatchingError(f"not found in the reference by {where} ({found}); give its approximate centre "
+                            "({param:approx_center})", tgt_ds.name)
+    nfa, support, pixel_to_map, working = best
+    log.info("search: found with %d inliers (log10 NFA %.1f)", support, nfa)
     return raster.Georeference(pixel_to_map / pixel_to_map[2, 2], ref_ds.crs, "search"), 8 * working * mpu

@@ -93,6 +93,7 @@ class WindowResult:
         target_px: (K, 2) full-resolution target raster coordinates.
         map_xy: (K, 2) reference map coordinates.
         confidence: (K,) strength of each tie point.
+        tried, agreeing: textured refinement windows correlated, and those agreeing with the window's fit.
     """
 
     window: Window
@@ -100,6 +101,8 @@ class WindowResult:
     target_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     map_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tried: int = 0
+    agreeing: int = 0
 
 
 class _Datasets:
@@ -134,12 +137,14 @@ class WindowPlan:
             accurate to ``margin_px``.
         target_stretch, reference_stretch: the scenes' stretches, shared by every window.
         margin_px: search margin around each window, full-resolution pixels.
+        refine_scale: pixels of the coarser input per full-resolution target pixel.
     """
 
     coarse_to_map: np.ndarray
     target_stretch: raster.Stretch
     reference_stretch: raster.Stretch
     margin_px: float
+    refine_scale: float = 1.0
 
 
 def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptions,
@@ -187,18 +192,19 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
         moved = np.linalg.norm(geometry.apply(fit.matrix, centre) - geometry.apply(predicted, centre))
         if result.support < options.gate.min_inliers or moved > plan.margin_px:
             return WindowResult(window, "no match")
-        src, dst, conf = None, None, None
+        src, dst, conf, tried, agreeing = None, None, None, 0, 0
         if options.refine.enabled:
-            refined = refine(img, chip, fit.matrix, "affine", options.refine)
+            refined = refine(img, chip, fit.matrix, "affine", options.refine.at_scale(plan.refine_scale, min(h, w)))
             if refined is not None:
                 keep = refined.inliers
                 src, dst, conf = refined.target_px[keep], refined.chip_px[keep], refined.response[keep]
+                tried, agreeing = refined.tried, int(keep.sum())
         if src is None:
             keep = fit.inliers
             src, dst, conf = result.src[keep], result.dst[keep], result.matches.confidence[keep]
         strongest = np.argsort(-conf)[: tiles.points_per_window]
         return WindowResult(window, "matched", geometry.apply(img.to_world, src[strongest]),
-                            geometry.apply(chip.to_world, dst[strongest]), conf[strongest])
+                            geometry.apply(chip.to_world, dst[strongest]), conf[strongest], tried, agreeing)
 
     results = []
     try:

@@ -99,8 +99,6 @@ def write_outputs(alignment: Alignment, target: str | Path, outputs: OutputOptio
             write_report(outputs.report, alignment, outputs.output if write_raster else None,
                          outputs.report_figures, staging, stages.seconds)
         staging.commit()
-    if write_raster:
-        log.info("wrote %s", outputs.output)
     return replace(alignment, timings={**alignment.timings, **stages.seconds})
 
 

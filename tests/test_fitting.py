@@ -84,9 +84,19 @@ def test_auto_chooses_the_affine_for_a_real_shear_and_stretch():
     assert geometry.mean_corner_distance(fit.matrix, truth, 500, 500) < 0.2
 
 
-def test_auto_with_too_few_points_to_judge_is_the_affine():
-    src = _points(20)
-    assert select_model(src, src + 1.0) == "affine"
+def test_auto_keeps_a_shift_where_the_data_hold_no_rotation_or_scale():
+    rng = np.random.default_rng(4)
+    src = _points(200)
+    dst = src + (4.3, -2.1) + rng.normal(0, 0.4, src.shape)
+    assert select_model(src, dst) == "shift"
+    # a small real rotation (0.3 deg: 1.3 px at the corners of 500 px) is demanded
+    turned = geometry.apply(geometry.similarity_about((250, 250), 0.3, 1.0), src) + rng.normal(0, 0.4, src.shape)
+    assert select_model(src, turned) == "similarity"
+
+
+def test_auto_with_too_few_points_to_compare_is_the_similarity():
+    src = _points(8)
+    assert select_model(src, src + 1.0) == "similarity"
 
 
 def test_blocked_errors_hold_each_block_out():

@@ -4,15 +4,20 @@ from georef.options import QualityGate
 from georef.quality import Evidence, Placement, assess, coverage
 
 
-def _assess(residual_px=None, inliers=None, support=150, target_points=None, shift_m=250.0, scale_change=0.01):
+def _assess(residual_px=None, support=150, log_nfa=-300.0, window_log_nfa=-40.0, ce90_px=0.6, outside_m=0.0,
+            scale_change=0.01):
     rng = np.random.default_rng(0)
     evidence = Evidence(
-        target_px=rng.uniform(0, 512, (200, 2)) if target_points is None else target_points,
+        target_px=rng.uniform(0, 512, (200, 2)),
         residual_px=rng.uniform(0, 1, 200) if residual_px is None else residual_px,
-        inliers=np.ones(200, bool) if inliers is None else inliers,
+        inliers=np.ones(200, bool),
         support=support,
+        log_nfa=log_nfa,
+        window_log_nfa=window_log_nfa,
+        ce90_px=ce90_px,
+        confirmation_required=True,
     )
-    return assess(evidence, Placement(shift_m, scale_change, 600.0), (512, 512), 10.0, QualityGate())
+    return assess(evidence, Placement(250.0, scale_change, outside_m), (512, 512), 10.0, QualityGate())
 
 
 def test_a_good_fit_passes():
@@ -27,8 +32,12 @@ def test_coverage_counts_occupied_cells():
 
 
 def test_each_gate_reason():
-    assert _assess(support=5).reasons == ["5 unguided inliers < 12"]
-    assert _assess(residual_px=np.full(200, 2.0)).reasons == ["RMSE 2.00 px > 1.5 px"]
-    assert _assess(target_points=np.full((200, 2), 5.0)).reasons == ["coverage 6% < 25%"]
-    assert _assess(shift_m=4000.0).reasons == ["moves a corner 4000 m, beyond the 600 m search margin"]
+    assert _assess(support=5).reasons == ["5 unguided inliers < 6"]
+    assert _assess(log_nfa=1.5).reasons == ["150 unguided inliers could be chance (log10 NFA 1.5)"]
+    assert _assess(window_log_nfa=0.4).reasons == ["the refinement's correlation windows do not confirm it"]
+    assert _assess(window_log_nfa=None).reasons == ["too little texture for the refinement to confirm it"]
+    assert _assess(ce90_px=2.5).reasons == ["estimated error 2.5 px > 2 px at the corners"]
+    assert _assess(ce90_px=None).reasons == ["too few measurements to estimate its accuracy"]
+    assert _assess(residual_px=np.full(200, 1.8)).reasons == ["tie-point RMSE 1.80 px > 1.5 px"]
+    assert _assess(outside_m=40.0).reasons == ["lies 40 m outside the area searched"]
     assert _assess(scale_change=-0.5).reasons == ["changes the pixel size by -50%, beyond 20%"]

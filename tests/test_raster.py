@@ -132,6 +132,6 @@ def test_nodata_pixels_carry_no_keypoints(tmp_path, scene):
     data[:, :, :64] = 0
     path = write_tif(tmp_path / "nd.tif", data, t, scene.crs, nodata=0)
     with raster.open_raster(path) as ds:
-        img = raster.read_target(ds, [1, 2, 3], 2048)
+        img = raster.read_target(ds, [1, 2, 3], 128)
     assert not img.valid[:, : 64 + raster.NODATA_BORDER_PX].any()
     assert img.valid[:, 64 + raster.NODATA_BORDER_PX + 1 :].all()

@@ -21,6 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from georef import geometry
+from georef.benchmark.regimes import Regime, add_clouds, average, crop_window, cut_reference
 from georef.errors import RasterReadError
 
 
@@ -114,6 +115,9 @@ class CaseSpec:
         limit: use only the first pairs.
         warp: ranges of the 'warp' misregistration.
         max_shift_m: largest offset per axis of the 'shift' case, metres.
+        regime: how 'warp' cases depart from the tuned regime (resolution, crop, clouds, overlap, borders).
+        strip: 'warp' cases on each tile's 512 x 5120 strip of contiguous subtiles, this many per tile
+            and season pair (0: cases on the subtiles).
     """
 
     kind: str = "warp"
@@ -123,6 +127,8 @@ class CaseSpec:
     limit: int | None = None
     warp: WarpSpec = WarpSpec()
     max_shift_m: float = 300.0
+    regime: Regime = Regime()
+    strip: int = 0
 
 
 def build_cases(pairs: str | Path, workdir: Path, spec: CaseSpec = CaseSpec()) -> list[Case]:
@@ -130,10 +136,12 @@ def build_cases(pairs: str | Path, workdir: Path, spec: CaseSpec = CaseSpec()) -
     pairs = Path(pairs)
     if pairs.is_file():
         return csv_cases(pairs)[: spec.limit]
+    if spec.strip:
+        return strip_cases(pairs, workdir, spec)[: spec.limit]
     found = s2_seasons_pairs(pairs, list(spec.seasons), spec.tiles)[: spec.limit]
     if spec.kind == "shift":
         return [make_shift_case(p, workdir, spec.max_shift_m, spec.seed) for p in found]
-    return [make_warp_case(p, workdir, spec.warp, spec.seed) for p in found]
+    return [make_warp_case(p, workdir, spec.warp, spec.seed, spec.regime) for p in found]
 
 
 def s2_seasons_pairs(
@@ -175,11 +183,12 @@ def _read_png(path: Path) -> np.ndarray:
     return image[:, :, ::-1].transpose(2, 0, 1)  # (3, H, W) RGB
 
 
-def write_geotiff(path: Path, data: np.ndarray, transform: Affine, crs: CRS, valid: np.ndarray | None = None) -> Path:
+def write_geotiff(path: Path, data: np.ndarray, transform: Affine, crs: CRS, valid: np.ndarray | None = None,
+                  nodata: float | None = None) -> Path:
     """Write (B, H, W) data as a GeoTIFF, with an internal mask where ``valid`` is given."""
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype, crs=crs, transform=transform, compress="deflate")
+                   dtype=data.dtype, crs=crs, transform=transform, compress="deflate", nodata=nodata, tiled=True)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if valid is not None:
@@ -206,16 +215,63 @@ def _case_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed: int = 0) -> Case:
-    """Misregister the target's pixels by a random known transform; georeference it with the reference grid."""
+def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed: int = 0,
+                   regime: Regime = Regime()) -> Case:
+    """Misregister the target's pixels by a random known transform; georeference it with the reference grid.
+
+    ``regime`` then clouds, crops or coarsens the target and cuts or coarsens the reference; the
+    truth follows every step exactly.
+    """
     target = _read_png(pair.target_png)
     _, h, w = target.shape
     warp = spec.draw(_case_rng(seed, pair.name), w, h)
     warped, valid = warp_pixels(target, warp)
-    tgt_path = write_geotiff(_target_path(pair, workdir, "warped"), warped, pair.geotransform, pair.crs, valid)
-    ref_path = reference_geotiff(pair, workdir)
     truth = geometry.to_matrix(pair.geotransform) @ np.linalg.inv(warp)
-    return Case(pair.name, tgt_path, ref_path, truth, w, h, abs(pair.geotransform.a), valid, pair.group)
+    claim = pair.geotransform  # the target claims the reference's grid: its pixels carry the misregistration
+    rng = _case_rng(seed, pair.name + "/regime")  # a stream of its own: the warps stay those of the tuned regime
+    if regime.occlusion:
+        warped = add_clouds(warped, valid, rng.uniform(*regime.occlusion), rng)
+    if regime.crop:
+        col, row = crop_window(valid, regime.crop, rng)
+        window = (slice(row, row + regime.crop), slice(col, col + regime.crop))
+        warped, valid = warped[:, window[0], window[1]], valid[window]
+        truth = truth @ geometry.translation(col, row)
+        claim = claim * Affine.translation(col, row)
+    warped, valid = average(warped, valid, regime.target_factor)
+    truth = truth @ geometry.scaling(regime.target_factor)
+    claim = claim * Affine.scale(regime.target_factor)
+    tag = "_".join(filter(None, ("warped", regime.tag)))
+    tgt_path = _write_target(_target_path(pair, workdir, tag), warped, valid, claim, pair.crs, regime.border)
+    if regime.overlap or regime.reference_factor > 1:
+        ref_path = _modified_reference(pair, workdir, tag, truth, warped.shape[1:], regime, rng)
+    else:
+        ref_path = reference_geotiff(pair, workdir)
+    height, width = warped.shape[1:]
+    return Case(pair.name, tgt_path, ref_path, truth, width, height, abs(pair.geotransform.a) * regime.target_factor,
+                valid, pair.group)
+
+
+def _write_target(path: Path, data: np.ndarray, valid: np.ndarray, claim: Affine, crs: CRS, border: str) -> Path:
+    """The warped target with its empty corners as the regime says: an internal mask, nodata 0, or plain 0."""
+    data = data.copy()
+    data[:, ~valid] = 0
+    if border == "mask":
+        return write_geotiff(path, data, claim, crs, valid)
+    return write_geotiff(path, data, claim, crs, nodata=0 if border == "nodata" else None)
+
+
+def _modified_reference(pair: Pair, workdir: Path, tag: str, truth: np.ndarray, target_shape: tuple[int, int],
+                        regime: Regime, rng: np.random.Generator) -> Path:
+    """The reference cut to cover part of the target, and/or coarsened: one file per case."""
+    data, transform = _read_png(pair.reference_png), pair.geotransform
+    if regime.overlap:
+        to_ref = np.linalg.inv(geometry.to_matrix(transform)) @ truth
+        rows, cols, _ = cut_reference(data.shape[1:], to_ref, target_shape, rng.uniform(*regime.overlap), rng)
+        data, transform = data[:, rows, cols], transform * Affine.translation(cols.start, rows.start)
+    data, _ = average(data, None, regime.reference_factor)
+    transform = transform * Affine.scale(regime.reference_factor)
+    path = workdir / pair.tile / f"{Path(pair.file).stem}_{pair.reference_season}_for_{pair.target_season}_{tag}.tif"
+    return write_geotiff(path, data, transform, pair.crs)
 
 
 def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed: int = 0) -> Case:
@@ -239,6 +295,41 @@ def reference_geotiff(pair: Pair, workdir: Path) -> Path:
     if not path.exists():
         write_geotiff(path, _read_png(pair.reference_png), pair.geotransform, pair.crs)
     return path
+
+
+#: Rows of the subtiles that form each tile's contiguous strip (column 0).
+STRIP_ROWS = tuple(range(0, 5120, 512))
+
+
+def strip_cases(root: str | Path, workdir: Path, spec: CaseSpec) -> list[Case]:
+    """Warp cases on each tile's 512 x 5120 strip (its ten subtiles of column 0, stacked): a larger scene
+    with real, not mosaicked, content, which takes the coarse-to-fine path. ``spec.strip`` cases per tile
+    and season pair, each with its own warp."""
+    root = Path(root)
+    files = {f"tile_0_{row}.png" for row in STRIP_ROWS}
+    cases = []
+    for tile in sorted({p.tile for p in s2_seasons_pairs(root, list(spec.seasons), spec.tiles)}):
+        pairs = [p for p in s2_seasons_pairs(root, list(spec.seasons), [tile]) if p.file in files]
+        for target_season, reference_season in spec.seasons:
+            mine = sorted((p for p in pairs if (p.target_season, p.reference_season) ==
+                           (target_season, reference_season)), key=lambda p: _subtile_order(p.file))
+            if len(mine) != len(STRIP_ROWS):
+                raise RasterReadError(f"{tile} lacks subtiles of the strip (column 0, rows 0-4608)", root)
+            first = mine[0]
+            target = np.concatenate([_read_png(p.target_png) for p in mine], axis=1)
+            reference = workdir / tile / f"strip_{reference_season}.tif"
+            if not reference.exists():
+                write_geotiff(reference, np.concatenate([_read_png(p.reference_png) for p in mine], axis=1),
+                              first.geotransform, first.crs)
+            for k in range(spec.strip):
+                name = f"{tile}/strip{k}:{first.group}"
+                warp = spec.warp.draw(_case_rng(spec.seed, name), target.shape[2], target.shape[1])
+                warped, valid = warp_pixels(target, warp)
+                path = workdir / tile / f"strip{k}_{target_season}_to_{reference_season}_warped.tif"
+                write_geotiff(path, warped, first.geotransform, first.crs, valid)
+                cases.append(Case(name, path, reference, geometry.to_matrix(first.geotransform) @ np.linalg.inv(warp),
+                                  target.shape[2], target.shape[1], abs(first.geotransform.a), valid, first.group))
+    return cases
 
 
 #: Columns of a pairs CSV; ``a`` to ``f`` (optional) are the true target

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: Other tools the benchmark can run beside georef (see :mod:`georef.benchmark.peers`).
+PEERS = ("arosics",)
+
 
 def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
     """The summary key of a setting and group, e.g. ``xfeat/auto/2 winter->summer``."""

@@ -30,13 +30,17 @@ def check_point_rmse(
     return float(np.sqrt(np.mean(d**2)))
 
 
-def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, max_px: float = 10.0) -> dict:
-    """Success rates, median and p90 error, AUC up to ``max_px``, time, and wrong-but-accepted cases.
+def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, max_px: float = 10.0,
+              estimates_px: np.ndarray | None = None) -> dict:
+    """Success rates, median and p90 error, AUC up to ``max_px``, time, wrong-but-accepted cases, and
+    the calibration of the estimated accuracy.
 
     Args:
         errors_px: (N,) error per case; NaN where the matcher produced no transform.
         accepted: (N,) bool, the case passed the quality gate.
         seconds: (N,) time per case.
+        estimates_px: (N,) estimated CE90 per case (NaN where none); ``within_estimate`` is the share of
+            accepted cases with an estimate whose true error is at most that estimate.
     """
     # A case without any transform counts as an infinite error: below no threshold.
     e = np.where(np.isnan(errors_px), np.inf, errors_px)
@@ -45,13 +49,18 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
     for t in THRESHOLDS_PX:
         out[f"within_{t:g}px"] = float(np.mean(e < t)) if n else 0.0
     with np.errstate(invalid="ignore"):  # interpolating between two infinities gives NaN: it is inf
-        out["median_px"] = float(np.nan_to_num(np.median(e), nan=np.inf)) if n else float("nan")
-        out["p90_px"] = float(np.nan_to_num(np.percentile(e, 90), nan=np.inf)) if n else float("nan")
+        out["median_px"] = float(np.nan_to_num(np.median(e), nan=np.inf, posinf=np.inf)) if n else float("nan")
+        out["p90_px"] = float(np.nan_to_num(np.percentile(e, 90), nan=np.inf, posinf=np.inf)) if n else float("nan")
     # Area under the cumulative error curve up to max_px, normalised to [0, 1].
     grid = np.linspace(0, max_px, 201)
     curve = [np.mean(e < g) for g in grid] if n else [0.0]
     out[f"auc_{max_px:g}px"] = float(np.trapezoid(curve, grid) / max_px) if n else 0.0
     out["accepted"] = int(accepted.sum())
+    out["refused"] = int(n - accepted.sum())
     out["wrong_but_accepted"] = int(np.sum(accepted & (e > WRONG_PX)))
+    if estimates_px is not None:
+        judged = accepted & np.isfinite(estimates_px)
+        out["within_estimate"] = float(np.mean(e[judged] <= estimates_px[judged])) if judged.any() else float("nan")
+        out["median_estimate_px"] = float(np.median(estimates_px[judged])) if judged.any() else float("nan")
     out["median_s"] = float(np.median(seconds)) if n else float("nan")
     return out

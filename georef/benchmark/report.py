@@ -11,8 +11,9 @@ import numpy as np
 from georef import geometry
 from georef.benchmark.cases import Case
 from georef.benchmark.consistency import season_consistency
-from georef.benchmark.layout import case_paths, row_key
+from georef.benchmark.layout import PEERS, case_paths, row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX
+from georef.benchmark.peers import paired
 from georef.report import pyplot
 
 CDF_MAX_PX = 10.0
@@ -110,7 +111,9 @@ def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_li
         colours = plt.cm.viridis(np.clip(residual[pick] / 2.0, 0, 1))
         for (x0, y0), (x1, y1), c in zip(src[pick] - 0.5, dst[pick] - 0.5, colours):
             ax.plot([x0, x1 + tgt.shape[1] + gap], [y0, y1], color=c, lw=0.4, alpha=0.8)
-        ax.set_title(f"{case.name}  {data['matcher']}: {data['inliers']} inliers, RMSE {data['rmse_px']:.2f} px",
+        estimate = data.get("estimated_ce90_px")
+        ax.set_title(f"{case.name}  {data['matcher']}: {data['inliers']} inliers, estimated CE90 "
+                     f"{'-' if estimate is None else f'{estimate:.2f}'} px",
                      fontsize=8)
     sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 2.0))
     fig.colorbar(sm, cax=fig.add_axes([0.92, 0.2, 0.015, 0.6]), label="residual, px")
@@ -153,11 +156,34 @@ def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> l
     return [*lines, ""]
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.0%}"
+
+
+def plot_calibration(rows: list[dict], keys: list[str], path: Path) -> Path:
+    """Estimated CE90 against the true error of every accepted case, one colour per setting."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    top = 0.1
+    for key in keys:
+        pairs = np.array([(float(r["estimated_ce90_px"]), float(r["error_px"])) for r in _rows_of(rows, key)
+                          if r.get("accepted") == "True" and r.get("estimated_ce90_px") not in ("", None)
+                          and r.get("error_px") not in ("", None, "nan")])
+        if len(pairs):
+            ax.scatter(*pairs.T, s=10, label=key)
+            top = max(top, float(np.nanmax(pairs[np.isfinite(pairs)])))
+    ax.plot([0, top], [0, top], "k--", lw=0.8, label="true = estimate")
+    ax.set(xlabel="estimated CE90 at the corners, px", ylabel="true error at the corners, px", xscale="log",
+           yscale="log", title="calibration: below the line, the estimate covers the error")
+    return _save(fig, ax, path, 7)
+
+
 def write_markdown(summary: dict, path: Path, command: str, images: list[str], extra: list[str] = ()) -> Path:
     """The report: one table per season of settings, the threshold sweep, the plots, ``extra`` sections."""
     entries = summary["settings"]
     head = ["setting", "cases"] + [f"< {t:g} px" for t in THRESHOLDS_PX] + [
-        "median px", "p90 px", f"AUC@{CDF_MAX_PX:g}px", "accepted", f"**wrong but accepted** (> {WRONG_PX:g} px)",
+        "median px", "p90 px", f"AUC@{CDF_MAX_PX:g}px", "accepted", "refused",
+        f"**wrong but accepted** (> {WRONG_PX:g} px)", "true error <= estimate", "median estimate px",
         "median inliers", "inlier ratio", "s/pair"]
     lines = [
         "# georef benchmark",
@@ -174,8 +200,9 @@ def write_markdown(summary: dict, path: Path, command: str, images: list[str], e
     for key, e in entries.items():
         cells = [key, str(e["cases"])] + [f"{e[f'within_{t:g}px']:.0%}" for t in THRESHOLDS_PX] + [
             f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", f"{e[f'auc_{CDF_MAX_PX:g}px']:.3f}",
-            f"{e['accepted']}", f"**{e['wrong_but_accepted']}**", f"{e['median_inliers']:.0f}",
-            f"{e['median_inlier_ratio']:.2f}", f"{e['median_s']:.2f}"]
+            f"{e['accepted']}", f"{e['refused']}", f"**{e['wrong_but_accepted']}**",
+            _share(e.get("within_estimate")), f"{e.get('median_estimate_px', float('nan')):.2f}",
+            f"{e['median_inliers']:.0f}", f"{e['median_inlier_ratio']:.2f}", f"{e['median_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *extra, *[f"![{name}]({name})" for name in images], ""]
     path.write_text("\n".join(lines))
@@ -195,10 +222,12 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
         default_threshold: the settings at this threshold make the CDF; others form the sweep.
     """
     settings = summary["settings"]
-    main = [k for k, e in settings.items() if default_threshold is None or e["threshold"] == default_threshold]
-    images = [plot_cdf(rows, main, out_dir / "cdf.png").name]
-    if len({e["threshold"] for e in settings.values()}) > 1:
-        images.append(plot_sweep(summary, out_dir / "sweep.png").name)
+    ours = {k: e for k, e in settings.items() if e["matcher"] not in PEERS}
+    main = [k for k, e in settings.items()
+            if default_threshold is None or e["threshold"] == default_threshold or e["matcher"] in PEERS]
+    images = [plot_cdf(rows, main, out_dir / "cdf.png").name, plot_calibration(rows, main, out_dir / "calibration.png").name]
+    if len({e["threshold"] for e in ours.values()}) > 1:
+        images.append(plot_sweep({"settings": ours}, out_dir / "sweep.png").name)
     first = _rows_of(rows, main[0]) if main else []
     if show is None:
         scored = sorted((r for r in first if r.get("error_px") not in ("", None, "nan")),
@@ -209,8 +238,31 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
     for r in first:
         if r["case"] in show and r["case"] in by_name:
             path = case_paths(out_dir, r["matcher"], r["model"], float(r["threshold"]), r["case"])[1]
-            if path.exists():
+            if path.exists() and json.loads(path.read_text()).get("alignment"):  # no view of a run that found none
                 views.append((by_name[r["case"]], path))
     if views:
         images.append(plot_matches([c for c, _ in views], [p for _, p in views], out_dir / "matches.png").name)
-    return write_markdown(summary, out_dir / "report.md", command, images, consistency_lines(rows, cases, main))
+    extra = [*peer_lines(rows, settings, main), *consistency_lines(rows, cases, main)]
+    return write_markdown(summary, out_dir / "report.md", command, images, extra)
+
+
+def peer_lines(rows: list[dict], settings: dict, main: list[str]) -> list[str]:
+    """The report's side-by-side section: per season pair, the cases that both georef and a peer accepted."""
+    peers = sorted({(e["matcher"], e["model"], f"{e['threshold']:g}") for e in settings.values()
+                    if e["matcher"] in PEERS})
+    ours = next(((e["matcher"], e["model"], f"{e['threshold']:g}") for k, e in settings.items()
+                 if k in main and e["matcher"] not in PEERS), None)
+    if not peers or ours is None:
+        return []
+    lines = ["## Side by side", "",
+             f"Cases that both {'/'.join(ours)} and the peer accepted: median error of each, and how often georef "
+             "is closer to the truth.", "",
+             "| peer | season pair | cases both accept | georef median px | peer median px | georef closer |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for peer in peers:
+        for group in sorted({r["group"] for r in rows}):
+            p = paired(rows, ours, peer, group)
+            if p is not None:
+                lines.append(f"| {'/'.join(peer[:2])} | {group} | {p['cases']} | {p['median_ours_px']:.2f} | "
+                             f"{p['median_peer_px']:.2f} | {p['ours_closer']:.0%} |")
+    return [*lines, ""]

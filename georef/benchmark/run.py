@@ -18,6 +18,7 @@ from georef import geometry
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.layout import case_paths, row_key
 from georef.benchmark.metrics import check_point_rmse, corner_error, summarise
+from georef.benchmark.peers import AROSICS_SETTING, run_arosics
 from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
 from georef.matchers import create_matcher
@@ -28,8 +29,9 @@ log = logging.getLogger(__name__)
 
 FIELDS = [
     "case", "group", "matcher", "model", "threshold", "status", "error_px", "error_m", "checkpoint_rmse_px",
-    "matches", "inliers", "support", "inlier_ratio", "rmse_px", "coverage", "accepted",
-    "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s", "estimate",
+    "estimated_ce90_px", "matches", "inliers", "support", "inlier_ratio", "rmse_px", "coverage", "log_nfa",
+    "window_log_nfa", "accepted", "reasons", "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s",
+    "estimate", "chosen_model",
 ]
 
 
@@ -89,7 +91,12 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         "inlier_ratio": q.inliers / max(q.matches, 1),
         "rmse_px": q.rmse_px,
         "coverage": q.coverage,
+        "log_nfa": q.log_nfa,
+        "window_log_nfa": "" if q.window_log_nfa is None else q.window_log_nfa,
+        "estimated_ce90_px": "" if alignment.accuracy is None else alignment.accuracy.ce90_px,
         "accepted": q.passed,
+        "reasons": "; ".join(q.reasons),
+        "chosen_model": alignment.model,
         **{f"{stage}_s": t.get(stage) for stage in ("read", "match", "fit", "refine", "write")},
         "total_s": total,
         "estimate": _affine_text(estimate, case.width, case.height),
@@ -110,6 +117,7 @@ def run_benchmark(
     thresholds: list[float] = (),
     options: AlignOptions | None = None,
     progress: bool | None = None,
+    peers: list[str] = (),
 ) -> dict:
     """Run every case through every matcher and model; optionally sweep the RANSAC threshold.
 
@@ -123,6 +131,7 @@ def run_benchmark(
         thresholds: extra RANSAC thresholds (px) run for every matcher with the first model.
         options: base alignment options.
         progress: show a progress bar [default: when stderr is a terminal].
+        peers: other tools run on the same cases (see :mod:`georef.benchmark.peers`).
 
     Returns:
         The summary: ``{"settings": {"matcher/model/threshold group": {...}}}``, one
@@ -157,6 +166,14 @@ def run_benchmark(
             writer.writerow(row)
             f.flush()
             rows.append({k: str(v) for k, v in row.items()})
+        if "arosics" in peers:
+            setting = Setting(*AROSICS_SETTING)
+            settings.append(setting)
+            missing = [c for c in cases if (c.name, *setting.key) not in done]
+            for row in run_arosics(missing, out_dir) if missing else []:
+                writer.writerow(row)
+                rows.append({k: str(v) for k, v in row.items()})
+            f.flush()
     names = {c.name for c in cases}
     summary = {"settings": {}}
     for s, group in ((s, g) for s in settings for g in sorted({c.group for c in cases})):
@@ -167,12 +184,13 @@ def run_benchmark(
             np.array([float(r["error_px"]) for r in scored]),
             np.array([r["accepted"] == "True" for r in scored]),
             np.array([float(r["total_s"]) for r in scored]),
+            estimates_px=np.array([float(r.get("estimated_ce90_px") or "nan") for r in scored]),
         )
         entry.update(
             matcher=s.matcher, model=s.model, threshold=s.threshold, group=group,
             cases_without_truth=len(mine) - len(scored),
-            median_inliers=float(np.median([float(r["inliers"]) for r in mine])) if mine else 0.0,
-            median_inlier_ratio=float(np.median([float(r["inlier_ratio"]) for r in mine])) if mine else 0.0,
+            median_inliers=float(np.median([float(r.get("inliers") or 0) for r in mine])) if mine else 0.0,
+            median_inlier_ratio=float(np.median([float(r.get("inlier_ratio") or 0) for r in mine])) if mine else 0.0,
         )
         summary["settings"][row_key(s.matcher, s.model, s.key[2], group)] = entry
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -210,11 +228,12 @@ def benchmark(
     options: AlignOptions | None = None,
     command: str = "",
     show: list[str] | None = None,
+    peers: list[str] = (),
 ) -> dict:
     """Build the cases, run them, and write ``cases.csv``, ``summary.json``, plots and ``report.md``."""
     out_dir = Path(out_dir)
     options = options or AlignOptions()
     cases = build_cases(pairs, out_dir / "cases", spec or CaseSpec())
-    summary = run_benchmark(cases, list(matchers), out_dir, list(models), list(thresholds), options)
+    summary = run_benchmark(cases, list(matchers), out_dir, list(models), list(thresholds), options, peers=peers)
     write_report(summary, read_rows(out_dir), cases, out_dir, command, show, options.threshold_px)
     return summary

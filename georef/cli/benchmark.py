@@ -7,17 +7,19 @@ from pathlib import Path
 
 import click
 
+from georef.benchmark.layout import PEERS
+from georef.benchmark.regimes import BORDERS
 from georef.cli import options
 from georef.matchers import MATCHERS
 from georef.options import AlignOptions, RefineOptions
 from georef.transforms import AUTO, MATRIX_MODELS
 
 
-def _names(allowed):
+def _names(allowed, allow_empty: bool = False):
     def parse(ctx, param, value):
         names = [v.strip() for v in value.split(",") if v.strip()]
         unknown = [n for n in names if n not in allowed]
-        if unknown or not names:
+        if unknown or not (names or allow_empty):
             raise click.BadParameter(f"{unknown[0] if unknown else value!r} is not one of {', '.join(allowed)}")
         return names
     return parse
@@ -28,6 +30,18 @@ def _floats(ctx, param, value):
         return [float(v) for v in value.split(",") if v.strip()] if value else []
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+
+def _range(ctx, param, value):
+    if not value:
+        return None
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not LOW,HIGH, e.g. 0.1,0.3") from None
+    if not 0 < low <= high < 1:
+        raise click.BadParameter(f"{value!r}: shares must satisfy 0 < LOW <= HIGH < 1")
+    return (low, high)
 
 
 def _seasons(ctx, param, value):
@@ -58,15 +72,32 @@ def _seasons(ctx, param, value):
 @click.option("--max-scale", type=options.Finite(0, 0.9), default=0.02, show_default=True, help="warp: largest relative scale change.")
 @click.option("--perspective", type=options.Finite(0), default=0.0, show_default=True, help="warp: largest projective term, per pixel.")
 @click.option("--max-shift-m", type=options.Finite(0), default=300.0, show_default=True, help="shift: largest offset per axis, metres.")
+@click.option("--target-res", type=click.Choice(["10", "20", "30", "60"]), default="10", show_default=True,
+              help="warp: the target area-averaged to this pixel size, metres.")
+@click.option("--reference-res", type=click.Choice(["10", "20", "30", "60"]), default="10", show_default=True,
+              help="warp: the reference area-averaged to this pixel size, metres.")
+@click.option("--crop", type=click.IntRange(min=64, max=512), help="warp: the target cut to this side, px.")
+@click.option("--occlusion", callback=_range, metavar="LOW,HIGH",
+              help="warp: share of the target under opaque clouds (not masked), drawn per case, e.g. 0.1,0.3.")
+@click.option("--overlap", callback=_range, metavar="LOW,HIGH",
+              help="warp: share of the target's footprint over the reference, drawn per case, e.g. 0.4,0.6.")
+@click.option("--border", type=click.Choice(BORDERS), default="mask", show_default=True,
+              help="warp: the target's empty corners as an internal mask, as nodata 0, or as plain 0.")
+@click.option("--strip", type=click.IntRange(min=0), default=0, show_default=True,
+              help="warp: N cases per tile on its 512 x 5120 strip of subtiles (coarse to fine).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
 @click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
 @click.option("--refine-lowpass", type=options.Finite(0, 0.5, low_open=True), default=RefineOptions.lowpass_sigma,
               show_default=True, help="Width of the refinement's spectral weight, cycles per pixel.")
+@click.option("--peers", callback=_names(PEERS, allow_empty=True), default="",
+              help="Other tools run on the same cases, side by side: arosics (its environment: "
+                   "bash tools/install_arosics.sh).")
 @options.weights
 @options.device
 def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
-              max_rotation, max_scale, perspective, max_shift_m, seed, limit, show, refine_lowpass, weights, device):
+              max_rotation, max_scale, perspective, max_shift_m, target_res, reference_res, crop, occlusion, overlap,
+              border, strip, seed, limit, show, refine_lowpass, peers, weights, device):
     """Align the cases of PAIRS and measure their true error.
 
     PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
@@ -74,15 +105,18 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     reference map affine (rasterio order).
     """
     from georef.benchmark.cases import CaseSpec, WarpSpec
+    from georef.benchmark.regimes import Regime
     from georef.benchmark.run import benchmark as run
 
     base = AlignOptions(seed=seed, weights=weights, device=device, refine=RefineOptions(lowpass_sigma=refine_lowpass))
     spec = CaseSpec(
         kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
         warp=WarpSpec(max_shift_px, max_rotation, max_scale, perspective), max_shift_m=max_shift_m,
+        regime=Regime(int(target_res) // 10, int(reference_res) // 10, crop or 0, occlusion, overlap, border),
+        strip=strip,
     )
     summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
-                  command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None)
+                  command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None, peers=peers)
     for key, s in summary["settings"].items():
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "

@@ -21,6 +21,7 @@ PARAM_FLAGS = {
     "max_shift_m": "--max-shift",
     "threshold_px": "--threshold",
     "max_rmse_px": "--max-rmse",
+    "max_ce90_px": "--max-ce90",
     "lowpass_sigma": "--refine-lowpass",
     "product_bands": "--bands",
 }
@@ -119,8 +120,9 @@ jobs = click.option("--jobs", type=click.IntRange(min=1), default=TileOptions.jo
                     help="Windows matched at once on large scenes.")
 weights = click.option("--weights", type=click.Path(dir_okay=True),
                        help="Matcher weight file (superglue: SP.pth,SG.pth) [default: cached or fetched].")
-max_shift = click.option("--max-shift", type=Finite(0), default=AlignOptions.max_shift_m, show_default=True,
-                         help="Search margin around the target footprint, metres.")
+max_shift = click.option("--max-shift", type=Finite(0),
+                         help="Search margin around the target footprint, metres [default: 600, widened up to "
+                              "10000 where nothing convincing is found].")
 target_crs = click.option("--target-crs", callback=_crs,
                           help="CRS of a target with a world file but no CRS [default: the reference's].")
 approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
@@ -128,9 +130,12 @@ approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar=
 device = click.option("--device", default=AlignOptions.device, show_default=True,
                       help="torch device of the matcher, e.g. cpu or cuda.")
 gate_options = [
-    click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True),
-    click.option("--max-rmse", type=Finite(0), default=QualityGate.max_rmse_px, show_default=True, help="Pixels."),
-    click.option("--min-coverage", type=Finite(0, 1), default=QualityGate.min_coverage, show_default=True),
+    click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True,
+                 help="Fewest unguided keypoint inliers (their significance is tested too)."),
+    click.option("--max-rmse", type=Finite(0), default=QualityGate.max_rmse_px, show_default=True,
+                 help="Largest RMSE of the tie points' residuals, pixels."),
+    click.option("--max-ce90", type=Finite(0, low_open=True), default=QualityGate.max_ce90_px, show_default=True,
+                 help="Largest estimated error at the target's corners (CE90), target pixels."),
 ]
 
 
@@ -142,7 +147,8 @@ def gate(function):
 
 
 def gate_from(kwargs: dict) -> QualityGate:
-    return QualityGate(kwargs.pop("min_inliers"), kwargs.pop("max_rmse"), kwargs.pop("min_coverage"))
+    return QualityGate(min_inliers=kwargs.pop("min_inliers"), max_rmse_px=kwargs.pop("max_rmse"),
+                       max_ce90_px=kwargs.pop("max_ce90"))
 
 
 _output_options = [

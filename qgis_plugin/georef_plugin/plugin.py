@@ -82,7 +82,8 @@ class GeorefPlugin:
     def _succeeded(self, result: bridge.Result) -> None:
         add_results(result.output, result.gcps)
         r = result.report
-        self._bar("georef", f"aligned: RMSE {r['rmse_px']:.2f} px ({r['rmse_m']:.1f} m), {r['inliers']} inliers",
+        accuracy = "unknown" if r["estimated_ce90_m"] is None else f"{r['estimated_ce90_m']:.1f} m"
+        self._bar("georef", f"aligned: estimated error {accuracy} (CE90), {r['inliers']} inliers; gate {r['status']}",
                   Qgis.Success)
 
     def _failed(self, reason: str) -> None:

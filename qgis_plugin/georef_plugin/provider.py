@@ -84,7 +84,8 @@ class AlignAlgorithm(_Algorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Aligned raster"))
         self.addParameter(QgsProcessingParameterVectorDestination("GCPS", "GCP layer", optional=True,
                                                                   createByDefault=False))
-        self.addOutput(QgsProcessingOutputNumber("RMSE_PX", "Residual RMSE (px)"))
+        self.addOutput(QgsProcessingOutputNumber("CE90_M", "Estimated error at the corners, CE90 (m)"))
+        self.addOutput(QgsProcessingOutputNumber("RMSE_PX", "Tie-point residual RMSE (px)"))
         self.addOutput(QgsProcessingOutputNumber("INLIERS", "Inliers"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
@@ -96,8 +97,10 @@ class AlignAlgorithm(_Algorithm):
                        self.matchers[self.parameterAsEnum(parameters, "MATCHER", context)],
                        self.models[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
                        feedback.setProgress, feedback=feedback)
-        feedback.pushInfo(f"RMSE {result.report['rmse_px']:.2f} px, {result.report['inliers']} inliers")
-        return {"OUTPUT": output, "GCPS": gcps, "RMSE_PX": result.report["rmse_px"],
+        feedback.pushInfo(f"estimated error {result.report['estimated_ce90_m']} m (CE90), "
+                          f"{result.report['inliers']} inliers")
+        return {"OUTPUT": output, "GCPS": gcps, "CE90_M": result.report["estimated_ce90_m"],
+                "RMSE_PX": result.report["tie_point_rmse_px"],
                 "INLIERS": result.report["inliers"]}
 
 

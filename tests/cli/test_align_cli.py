@@ -26,8 +26,9 @@ def test_align_writes_output_and_report(pair, tmp_path):
     assert "quality gate passed" in result.output
     data = json.loads(report.read_text())
     assert data["status"] == "passed" and data["matcher"] == "xfeat"
-    assert data["model"] == "similarity"  # auto: a shifted subtile needs no affine
-    for key in ("matches", "inliers", "rmse_px", "max_px", "rmse_m", "max_m", "coverage", "timings_s", "versions"):
+    assert data["model"] == "shift"  # auto: a shifted subtile needs neither rotation nor scale
+    for key in ("estimated_ce90_m", "estimated_ce90_px", "matches", "inliers", "tie_point_rmse_px", "tie_point_max_px",
+                "tie_point_rmse_m", "tie_point_max_m", "coverage", "timings_s", "versions", "search"):
         assert key in data
     assert set(data["timings_s"]) == {"read", "match", "fit", "refine", "write"}
     assert "rasterio" in data["versions"] and "torch" in data["versions"]
