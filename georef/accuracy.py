@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from georef import geometry
-from georef.transforms import MATRIX_MODELS, MODELS
+from georef.transforms import MATRIX_MODELS, MODELS, polynomial_terms
 
 #: Percentile of the estimate: CE90.
 PERCENTILE = 90.0
@@ -65,14 +65,37 @@ class Accuracy:
         return asdict(self)
 
 
+def _design(model: str, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the linear least-squares problem of a model: (2N, P) design, and (2N,) what the source alone adds.
+
+    Row 2i is point i's x, row 2i + 1 its y. A homography is resampled as an affine, a polynomial or
+    spline as a third-order polynomial: their linear parts carry the resampling's spread.
+    """
+    x, y = points[:, 0], points[:, 1]
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    if model == "shift":
+        rows = np.stack([np.stack([one, zero], 1), np.stack([zero, one], 1)], 1)
+        return rows.reshape(-1, 2), points.reshape(-1)
+    if model == "similarity":
+        rows = np.stack([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)], 1)
+        return rows.reshape(-1, 4), np.zeros(2 * len(x))
+    terms = polynomial_terms(points, 1 if model in ("affine", "homography") else 3)
+    blank = np.zeros_like(terms)
+    rows = np.stack([np.concatenate([terms, blank], 1), np.concatenate([blank, terms], 1)], 1)
+    return rows.reshape(-1, 2 * terms.shape[1]), np.zeros(2 * len(x))
+
+
 def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, height: float,
                     blocks: int = 4, replicates: int = 200, seed: int = 0) -> np.ndarray:
     """Mean corner displacement of refits on block resamples of the measurements.
 
+    A resample draws the occupied blocks with replacement; each measurement counts as often as its
+    block was drawn, and every resample's weighted least-squares fit is solved at once.
+
     Args:
         src: (N, 2) measurement positions in the target, pixels of a ``width`` x ``height`` image.
         dst: (N, 2) where each was measured, in units whose displacement is reported.
-        model: the model of the fit (a warp model is resampled as a third-order polynomial).
+        model: the model of the fit.
         blocks: the image is cut into ``blocks`` x ``blocks`` cells.
         replicates: resamples.
 
@@ -80,26 +103,30 @@ def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, 
         (R,) mean distance of the four corners between each refit and the fit to all measurements, in ``dst``
         units; empty where too few blocks hold measurements.
     """
-    spec = MODELS[model if model in MATRIX_MODELS else "poly3"]
     cell = (np.clip((src[:, 0] / width * blocks).astype(int), 0, blocks - 1) * blocks
             + np.clip((src[:, 1] / height * blocks).astype(int), 0, blocks - 1))
-    members = [np.flatnonzero(cell == c) for c in np.unique(cell)]
-    if len(members) < 3 or len(src) <= spec.min_points:
+    occupied, index = np.unique(cell, return_inverse=True)
+    need = MODELS[model].min_points if model in MATRIX_MODELS else MODELS["poly3"].min_points
+    if len(occupied) < 3 or len(src) <= need:
         return np.zeros(0)
-    corners = geometry.corners(width, height)
-    reference = spec.fit(src, dst).apply(corners)
+    # Normalised coordinates keep the normal equations well conditioned.
+    centre, scale = np.array([width, height]) / 2, max(width, height) / 2
+    design, base = _design(model, (src - centre) / scale)
+    corners_design, corners_base = _design(model, (geometry.corners(width, height) - centre) / scale)
+    target = ((dst - centre) / scale).reshape(-1) - base
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(replicates):
-        picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        if len(np.unique(src[picked], axis=0)) <= spec.min_points:
-            continue
-        try:
-            moved = spec.fit(src[picked], dst[picked]).apply(corners)
-        except (np.linalg.LinAlgError, ValueError):
-            continue
-        out.append(float(np.linalg.norm(moved - reference, axis=1).mean()))
-    return np.asarray(out)
+    draws = rng.integers(0, len(occupied), (replicates + 1, len(occupied)))
+    draws[0] = np.arange(len(occupied))  # the first "resample" is all measurements once: the reference fit
+    counts = np.stack([np.bincount(d, minlength=len(occupied)) for d in draws])[:, index]  # (R + 1, N)
+    weights = np.repeat(counts, 2, axis=1).astype(np.float64)
+    normal = np.einsum("np,rn,nq->rpq", design, weights, design)
+    rhs = np.einsum("np,rn,n->rp", design, weights, target)
+    solvable = np.linalg.matrix_rank(normal) == design.shape[1]
+    params = np.linalg.solve(normal[solvable], rhs[solvable][..., None])[..., 0]
+    moved = (params @ corners_design.T + corners_base).reshape(len(params), 4, 2) * scale
+    if not solvable[0]:
+        return np.zeros(0)
+    return np.linalg.norm(moved[1:] - moved[0], axis=2).mean(axis=1)
 
 
 def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, size: tuple[int, int],

@@ -81,7 +81,7 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     return Alignment(str(target), str(reference) if reference else "", "gcps", model, table.crs.to_wkt(),
                      transform, width, height, metres_per_px,
                      TiePoints(table.pixel, table.map_xy, residual, used, table.confidence), quality,
-                     warp=None if spec.kind == "matrix" else fitted)
+                     warp=None if spec.kind == "matrix" else fitted, path="gcps")
 
 
 def _check_points(pixel: np.ndarray, map_xy: np.ndarray, ids: np.ndarray, path: str | Path) -> None:

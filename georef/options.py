@@ -179,6 +179,8 @@ class AlignOptions:
             (automatic for a target without one).
         approx_center: (lon, lat) around which the global search looks.
         device: torch device of the matcher.
+        correlation_first: try one correlation of the whole target before the feature matcher
+            (see :func:`georef.pipeline.correlate_coarse`); the matcher runs where it is not convincing.
     """
 
     matcher: str = "xfeat"
@@ -201,6 +203,7 @@ class AlignOptions:
     global_search: bool = False
     approx_center: tuple[float, float] | None = None
     device: str = "cpu"
+    correlation_first: bool = True
 
     def validate(self) -> None:
         """Raise :class:`~georef.errors.InvalidOption` naming the first setting out of range."""

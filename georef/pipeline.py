@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import accuracy, geometry, inputs, raster, search, tiles
+from georef import accuracy, correlate, geometry, inputs, raster, search, tiles
 from georef.accuracy import Accuracy
 from georef.errors import BandError, MatchingError, MissingGeoreference
 from georef.fitting import MIN_POINTS, Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
@@ -71,6 +71,8 @@ class Scene:
         tiled: the target is large enough for full-resolution windows.
         refine_scale: pixels of the coarser input per working pixel: the refinement works at that resolution.
         search: where the target was looked for.
+        placed: (3, 3) target pixel -> reference map where the chip was read around (the claim, or a
+            search's answer).
     """
 
     sources: raster.Sources
@@ -82,6 +84,7 @@ class Scene:
     tiled: bool
     refine_scale: float
     search: Search
+    placed: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,10 @@ class TiePointFit:
         to_target: (3, 3) ``src`` coordinates -> full-resolution target pixels.
         dst_to_world: (3, 3) ``dst`` coordinates -> reference map coordinates.
         pixel_size: map units per ``dst`` pixel.
-        log_nfa: log10 of the number of false alarms of the unguided inliers (see :mod:`georef.significance`).
+        log_nfa: log10 of the number of false alarms of the unguided inliers (see :mod:`georef.significance`),
+            or of the refinement's windows on the correlation path.
         measurements: the refinement's windows, where it ran.
+        path: ``"keypoints"`` (the feature matcher) or ``"correlation"`` (see :func:`correlate_coarse`).
     """
 
     fit: Fit
@@ -134,6 +139,7 @@ class TiePointFit:
     pixel_size: float
     log_nfa: float = float("inf")
     measurements: Measurements | None = None
+    path: str = "keypoints"
 
     @property
     def working_px(self) -> float:
@@ -198,7 +204,9 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
             inputs.ResolvedInput(reference, options.product_bands) as ref:
         scene, coarse, target_img = locate(tgt, ref, options, stages)
         refinement = {}
-        if options.refine.enabled:
+        if coarse.measurements is not None:  # the correlation path refined already
+            refinement = {"windows": len(coarse.measurements.inliers), "inliers": int(coarse.support)}
+        elif options.refine.enabled:
             coarse, refinement = refine_coarse(coarse, target_img, scene, options, stages)
         windows: dict[str, int] = {}
         if scene.tiled:
@@ -211,7 +219,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         height=scene.frame.height, metres_per_px=solution.metres_per_px, tie_points=solution.tie_points,
         quality=solution.quality, warp=solution.warp, timings=dict(stages.seconds), refinement=refinement,
         model_comparison=solution.model_comparison, tiles=windows, accuracy=solution.accuracy,
-        search=scene.search,
+        search=scene.search, path=coarse.path,
     )
 
 
@@ -238,6 +246,7 @@ def locate(target: str, reference: str, options: AlignOptions,
     Raises:
         MatchingError: nothing could be fitted anywhere searched.
     """
+    create_matcher(options.matcher, options.weights, options.device)  # bad weights fail now, whichever path runs
     scene = read_scene(target, reference, options, stages)
     best, failure = None, None
     tried: tuple[float, ...] = (scene.search.margin_m,)
@@ -253,6 +262,9 @@ def locate(target: str, reference: str, options: AlignOptions,
             except MatchingError as exc:
                 failure = failure or exc
                 continue
+        found = correlate_coarse(scene, options, stages) if options.correlation_first else None
+        if found is not None:
+            return scene, found, scene.target
         try:
             coarse, image = match_coarse(scene, options, stages)
         except MatchingError as exc:
@@ -263,6 +275,44 @@ def locate(target: str, reference: str, options: AlignOptions,
     if best is None:
         raise failure
     return best
+
+
+def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> TiePointFit | None:
+    """The correlation-first path: the offset from one correlation (:mod:`georef.correlate`), refined.
+
+    Returns:
+        The refined fit, resting on the refinement's windows; None where the correlation is weak or
+        ambiguous, or the refinement's windows do not confirm it (the matcher is then used).
+    """
+    if options.rotation_search or not options.refine.enabled:
+        return None
+    frame, target, chip = scene.frame, scene.target, scene.chip
+    claimed = np.linalg.inv(chip.to_world) @ scene.placed @ target.to_world
+    with stages.stage("correlate"):
+        margin_px = scene.margin_m / (scene.pixel_size * frame.metres_per_unit)
+        offset = correlate.find_offset(target, chip, claimed, margin_px)
+    if offset is None or not offset.convincing:
+        log.info("correlation: no clear peak; matching keypoints")
+        return None
+    start = claimed @ geometry.translation(*offset.shift)
+    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
+    with stages.stage("refine"):
+        refined = refine(target, chip, start, _fit_settings(options).model, settings)
+    if refined is None or refined.log_nfa > options.gate.max_log_nfa:
+        log.info("correlation: the refinement's windows do not confirm the offset; matching keypoints")
+        return None
+    if geometry.mean_corner_distance(refined.matrix, start, *target.shape[::-1]) > settings.max_offset_px:
+        log.info("correlation: the refinement moved away from the offset; matching keypoints")
+        return None
+    log.info("correlation: offset (%.1f, %.1f) px, peak %.2f, second peak %.0f%% of it; confirmed by %d of %d "
+             "windows", *offset.shift, offset.peak, 100 * offset.second, refined.inliers.sum(), refined.tried)
+    residuals = np.linalg.norm(geometry.apply(refined.matrix, refined.target_px) - refined.chip_px, axis=1)
+    fit = Fit(refined.model, refined.matrix, refined.inliers, residuals)
+    scale = float(np.sqrt(abs(np.linalg.det(target.to_world[:2, :2]))))
+    windows = Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
+                           (target.shape[1] * scale, target.shape[0] * scale), refined.log_nfa)
+    return TiePointFit(fit, int(refined.inliers.sum()), refined.target_px, refined.chip_px, refined.response,
+                       target.to_world, chip.to_world, scene.pixel_size, refined.log_nfa, windows, "correlation")
 
 
 def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> bool:
@@ -309,7 +359,7 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
                                                                options.max_size)
         tiled = options.tiles.size > 0 and max(size) > options.max_size
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
-    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, scale, searched)
+    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, scale, searched, placed)
 
 
 def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, claimed: np.ndarray | None,
@@ -550,7 +600,7 @@ def _placement(transform: np.ndarray, scene: Scene, options: AlignOptions) -> Pl
     return Placement(float(moved.max()) * frame.metres_per_unit, float(scale) - 1, outside)
 
 
-def _subset(points: np.ndarray, limit: int = 800) -> np.ndarray:
+def _subset(points: np.ndarray, limit: int = 300) -> np.ndarray:
     """At most ``limit`` points, the same ones for equal-length inputs: keeps the TPS comparison cheap."""
     if len(points) <= limit:
         return points

@@ -55,7 +55,8 @@ class Refinement:
     log_nfa: float
 
 
-def _gradient_magnitude(image: np.ndarray) -> np.ndarray:
+def gradient_magnitude(image: np.ndarray) -> np.ndarray:
+    """(H, W) float32 Sobel gradient magnitude: edges keep their place where snow inverts brightness."""
     gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
     return cv2.magnitude(gx, gy)
@@ -167,7 +168,7 @@ def measure_windows(
         target content at c is found in reference at c + offset, (M,) responses,
         and the number of textured windows tried (before the response and offset checks).
     """
-    gt, gr = _gradient_magnitude(target), _gradient_magnitude(reference)
+    gt, gr = gradient_magnitude(target), gradient_magnitude(reference)
     h, w = target.shape
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
     invalid = _window_sums((~valid).astype(np.float64), window)

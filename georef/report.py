@@ -218,8 +218,12 @@ def summary(alignment: Alignment) -> str:
     total = sum(alignment.timings.values())
     a = alignment.accuracy
     accuracy = "unknown" if a is None else f"{a.ce90_px:.2f} px ({a.ce90_m:.1f} m)"
+    if alignment.path == "correlation":
+        evidence = f"correlation, {q.inliers} of {q.matches} windows agree"
+    else:
+        evidence = f"{q.matches} matches, {q.inliers} inliers ({q.support} unguided)"
+    method = "correlation" if alignment.path == "correlation" else alignment.matcher
     return (
-        f"{alignment.matcher}/{alignment.model}: estimated error {accuracy} (CE90 at the corners); "
-        f"{q.matches} matches, {q.inliers} inliers ({q.support} unguided), moved {q.shift_m:.0f} m, "
-        f"tie-point RMSE {q.rmse_px:.2f} px, {total:.2f} s; quality gate {verdict}"
+        f"{method}/{alignment.model}: estimated error {accuracy} (CE90 at the corners); {evidence}, "
+        f"moved {q.shift_m:.0f} m, tie-point RMSE {q.rmse_px:.2f} px, {total:.2f} s; quality gate {verdict}"
     )

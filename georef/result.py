@@ -110,6 +110,8 @@ class Alignment:
         tiles: full-resolution windows per outcome (matched, no texture, ...); empty if not tiled.
         accuracy: the estimated error at the corners (see :mod:`georef.accuracy`); None where unknown.
         search: where the target was looked for; None for an alignment from GCPs.
+        path: how the offset was found: ``keypoints`` (the matcher), ``correlation`` (the
+            correlation-first path), or ``gcps``.
     """
 
     target: str
@@ -130,6 +132,7 @@ class Alignment:
     tiles: dict[str, int] = field(default_factory=dict)
     accuracy: Accuracy | None = None
     search: Search | None = None
+    path: str = "keypoints"
 
     def predict(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 2) target raster coordinates to reference map coordinates with the full model."""
@@ -168,6 +171,7 @@ class Alignment:
             "tiles": self.tiles,
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
             "search": None if self.search is None else self.search.to_dict(),
+            "path": self.path,
             "tie_points": self.tie_points.to_dict(),
         }
 
@@ -192,6 +196,7 @@ class Alignment:
             tiles=d.get("tiles", {}),
             accuracy=Accuracy(**d["accuracy"]) if d.get("accuracy") else None,
             search=Search.from_dict(d["search"]) if d.get("search") else None,
+            path=d.get("path", "keypoints"),
         )
 
     @classmethod

@@ -24,8 +24,15 @@ def test_recovers_a_shifted_georeference(pair):
     q = result.quality
     assert q.passed and q.inliers >= 100 and q.coverage >= 0.75
     assert q.rmse_m == pytest.approx(q.rmse_px * 10, rel=1e-6)
-    assert set(result.timings) == {"read", "match", "fit", "refine"}
+    assert result.path == "correlation" and set(result.timings) == {"read", "correlate", "refine"}
     assert result.refinement["inliers"] >= 12
+    assert result.accuracy is not None and result.accuracy.ce90_px < 1.0
+
+
+def test_the_matcher_path_finds_the_same_shift(pair):
+    result = estimate_alignment(pair.target, pair.reference, AlignOptions(correlation_first=False))
+    assert result.path == "keypoints" and set(result.timings) == {"read", "match", "fit", "refine"}
+    assert corner_error_px(result.transform, pair.truth, pair.size) < 0.3
 
 
 @pytest.mark.parametrize("model", ["shift", "similarity", "affine", "homography"])
