@@ -69,7 +69,7 @@ class Scene:
         pixel_size: the chip's pixel, reference units.
         margin_m: the search margin around the footprint (a global search's uncertainty where one ran).
         tiled: the target is large enough for full-resolution windows.
-        refine_scale: pixels of the coarser input per working pixel: the refinement works at that resolution.
+        coarser_px: the pixel of the coarser input, reference units.
         search: where the target was looked for.
         placed: (3, 3) target pixel -> reference map where the chip was read around (the claim, or a
             search's answer).
@@ -82,9 +82,15 @@ class Scene:
     pixel_size: float
     margin_m: float
     tiled: bool
-    refine_scale: float
+    coarser_px: float
     search: Search
     placed: np.ndarray
+
+    @property
+    def refine_scale(self) -> float:
+        """Working pixels per pixel of the coarser input, at least 1: the refinement works at the coarser
+        input's resolution, or at the working one where the target is decimated below it."""
+        return max(1.0, self.coarser_px / self.pixel_size)
 
 
 @dataclass(frozen=True)
@@ -355,11 +361,11 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
                               tried or (margin,))
         frame = _frame(claimed if claimed is not None and not options.global_search else placed, size, ref_ds.crs)
         with stages.stage("read"):
-            target_img, chip, pixel_size, scale = _read_images(tgt_ds, ref_ds, sources, placed, searched.margin_m,
+            target_img, chip, pixel_size, coarser = _read_images(tgt_ds, ref_ds, sources, placed, searched.margin_m,
                                                                options.max_size)
         tiled = options.tiles.size > 0 and max(size) > options.max_size
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
-    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, scale, searched, placed)
+    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, coarser, searched, placed)
 
 
 def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, claimed: np.ndarray | None,
@@ -396,7 +402,7 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     """The target at the working pixel and the reference chip around ``footprint`` at the same pixel.
 
     Returns:
-        Target, chip, the working pixel (reference units) and the coarser input's pixel per working pixel.
+        Target, chip, the working pixel and the coarser input's pixel (reference units).
     """
     target_px = float(np.sqrt(abs(np.linalg.det(footprint[:2, :2]))))
     reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
@@ -408,7 +414,7 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     pixel_size = float(np.sqrt(abs(np.linalg.det((footprint @ target_img.to_world)[:2, :2]))))
     chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,
                                       margin_m, pixel_size, mask=sources.reference_mask)
-    return target_img, chip, pixel_size, max(target_px, reference_px) / pixel_size
+    return target_img, chip, pixel_size, max(target_px, reference_px)
 
 
 #: A target smaller than this, in pixels of the coarser input, is matched at a finer pixel.
@@ -511,8 +517,9 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     coarse_to_map, _ = coarse.pixel_to_map(options.model, options.threshold_px)
     decimation = float(np.sqrt(abs(np.linalg.det(scene.target.to_world[:2, :2]))))
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
+    # Windows are read at full resolution: their refinement works at the coarser input's resolution.
     plan = tiles.WindowPlan(coarse_to_map, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation),
-                            scene.refine_scale * decimation)
+                            max(1.0, scene.coarser_px * decimation / scene.pixel_size))
     with raster.open_raster(scene.sources.target) as ds:
         total = len(tiles.block_aligned_grid(ds, options.tiles) or tiles.window_grid(
             ds.width, ds.height, options.tiles.size, options.tiles.overlap, options.tiles.max_windows))

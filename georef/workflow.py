@@ -63,7 +63,7 @@ def align_file(target: str | Path, reference: str | Path, outputs: OutputOptions
                 write_failure_report(outputs.report, target, reference, exc.render(), staging)
                 staging.commit()
         raise
-    write_outputs(alignment, target, outputs, options.product_bands, reporter)
+    alignment = write_outputs(alignment, target, outputs, options.product_bands, reporter)
     if not alignment.quality.passed and not outputs.force:
         raise QualityGateFailed("alignment failed the quality gate (" + "; ".join(alignment.quality.reasons)
                                 + "); nothing written", target, alignment)

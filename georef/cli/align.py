@@ -27,6 +27,8 @@ from georef.options import AlignOptions, RefineOptions, TileOptions
 @click.option("--refine/--no-refine", default=RefineOptions.enabled, show_default=True,
               help="Refine the fit to sub-pixel precision by local phase correlation.")
 @click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees.")
+@click.option("--correlation/--no-correlation", default=AlignOptions.correlation_first, show_default=True,
+              help="Try one correlation of the whole target before the feature matcher.")
 @click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so).")
 @options.mask_target
 @options.mask_ref
@@ -64,7 +66,7 @@ def align(target, reference, output, dry_run, **kw):
         tiles=TileOptions(size=kw["tile_size"], overlap=kw["tile_overlap"], max_windows=kw["max_windows"],
                           jobs=kw["jobs"]),
         mask_target=kw["mask_target"], mask_ref=kw["mask_ref"], global_search=kw["global_search"],
-        approx_center=kw["approx_center"], device=kw["device"],
+        approx_center=kw["approx_center"], device=kw["device"], correlation_first=kw["correlation"],
     )
     try:
         result = align_file(target, reference, outputs, opts, reporter)

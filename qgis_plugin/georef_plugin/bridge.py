@@ -20,9 +20,9 @@ from typing import Callable
 
 SETTINGS_KEY = "georef/python"
 INSTALL_HINT = (
-    "the georef core was not found: install it into a Python environment "
-    "(python3 -m venv ~/georef-env && ~/georef-env/bin/pip install torch==2.13.0 georef) and set "
-    "that environment's python in the georef plugin settings or in GEOREF_PYTHON"
+    "the georef core was not found: install it into a Python environment of its own (python3 -m venv "
+    "~/georef-env && ~/georef-env/bin/pip install torch==2.13.0 autogeoref; the PyPI name georef is another "
+    "project) and set that environment's python in the georef plugin settings or in GEOREF_PYTHON"
 )
 
 
