@@ -85,6 +85,12 @@ def _design(model: str, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.reshape(-1, 2 * terms.shape[1]), np.zeros(2 * len(x))
 
 
+def _cells(points: np.ndarray, width: float, height: float, blocks: int) -> np.ndarray:
+    """(N,) index of the ``blocks`` x ``blocks`` cell of a ``width`` x ``height`` image holding each point."""
+    return (np.clip((points[:, 0] / width * blocks).astype(int), 0, blocks - 1) * blocks
+            + np.clip((points[:, 1] / height * blocks).astype(int), 0, blocks - 1))
+
+
 def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, height: float,
                     blocks: int = 4, replicates: int = 200, seed: int = 0) -> np.ndarray:
     """Mean corner displacement of refits on block resamples of the measurements.
@@ -103,9 +109,7 @@ def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, 
         (R,) mean distance of the four corners between each refit and the fit to all measurements, in ``dst``
         units; empty where too few blocks hold measurements.
     """
-    cell = (np.clip((src[:, 0] / width * blocks).astype(int), 0, blocks - 1) * blocks
-            + np.clip((src[:, 1] / height * blocks).astype(int), 0, blocks - 1))
-    occupied, index = np.unique(cell, return_inverse=True)
+    occupied, index = np.unique(_cells(src, width, height, blocks), return_inverse=True)
     need = MODELS[model].min_points if model in MATRIX_MODELS else MODELS["poly3"].min_points
     if len(occupied) < 3 or len(src) <= need:
         return np.zeros(0)
@@ -122,10 +126,10 @@ def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, 
     normal = np.einsum("np,rn,nq->rpq", design, weights, design)
     rhs = np.einsum("np,rn,n->rp", design, weights, target)
     solvable = np.linalg.matrix_rank(normal) == design.shape[1]
+    if not solvable[0]:  # no reference fit to compare with
+        return np.zeros(0)
     params = np.linalg.solve(normal[solvable], rhs[solvable][..., None])[..., 0]
     moved = (params @ corners_design.T + corners_base).reshape(len(params), 4, 2) * scale
-    if not solvable[0]:
-        return np.zeros(0)
     return np.linalg.norm(moved[1:] - moved[0], axis=2).mean(axis=1)
 
 
@@ -156,5 +160,5 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
         richer = MODELS["similarity"].fit(src[inliers], dst[inliers])
         model_term = float(np.linalg.norm(richer.apply(corners) - fitted.apply(corners), axis=1).mean())
     ce90 = float(np.sqrt(fit_ce90**2 + disagreement**2 + model_term**2))
-    cells = len(np.unique(np.clip((src[inliers] / [width, height] * blocks).astype(int), 0, blocks - 1), axis=0))
+    cells = len(np.unique(_cells(src[inliers], width, height, blocks)))
     return Accuracy(ce90, ce90 * metres_per_px, fit_ce90, disagreement, model_term, len(src), cells, source)

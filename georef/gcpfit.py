@@ -66,13 +66,15 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
         fitted = spec.fit(pixel, map_xy)
     transform = fitted.matrix if spec.kind == "matrix" else geometry.fit_affine_lstsq(pixel, map_xy)
     _check_transform(fitted, transform, width, height, source)
-    unit = float(np.sqrt(abs(np.linalg.det(transform[:2, :2]))))
+    unit = geometry.pixel_scale(transform)
     centre = geometry.apply(transform, [[width / 2, height / 2]])[0]
     metres_per_unit = raster.metres_per_unit(table.crs, raster.latitude(table.crs, centre))
     residual = np.linalg.norm(fitted.apply(table.pixel) - table.map_xy, axis=1) / unit
     r = residual[used]
     rmse = float(np.sqrt(np.mean(r**2)))
-    moved = _placement(transform, footprint, width, height, metres_per_unit)
+    # A target without a georeference claimed no position: no move is measured.
+    moved = Placement(0.0, 0.0) if footprint is None else Placement.of(transform, footprint, (width, height),
+                                                                        metres_per_unit)
     # Edited GCPs face no gate and no search margin: the user chose them.
     metres_per_px = unit * metres_per_unit
     quality = Quality(len(table), int(used.sum()), int(used.sum()), rmse, float(r.max()), rmse * metres_per_px,
@@ -155,14 +157,3 @@ def _shift_of(footprint: np.ndarray | None, pixel: np.ndarray, map_xy: np.ndarra
     matrix = footprint.copy()
     matrix[:2, 2] += (map_xy - geometry.apply(footprint, pixel)).mean(axis=0)
     return MatrixTransform(matrix)
-
-
-def _placement(transform: np.ndarray, footprint: np.ndarray | None, width: int, height: int,
-               metres_per_unit: float) -> Placement:
-    """How far the fit moves the target against its own georeference (none: no move measured)."""
-    if footprint is None:
-        return Placement(0.0, 0.0)
-    corners = geometry.corners(width, height)
-    moved = np.linalg.norm(geometry.apply(transform, corners) - geometry.apply(footprint, corners), axis=1)
-    scale = np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(footprint[:2, :2])))
-    return Placement(float(moved.max()) * metres_per_unit, float(scale) - 1)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
+from georef import geometry
 from georef.errors import GcpFormatError, GeorefError, RasterReadError
 from georef.files import Staging
 from georef.raster import open_raster
@@ -79,7 +80,7 @@ def from_alignment(alignment: Alignment) -> GcpTable:
     d_map = predicted - tp.map_xy
     linear = alignment.geotransform[:2, :2]
     d_px = d_map @ np.linalg.inv(linear).T
-    metres_per_unit = alignment.metres_per_px / float(np.sqrt(abs(np.linalg.det(linear))))
+    metres_per_unit = alignment.metres_per_px / geometry.pixel_scale(alignment.geotransform)
     return GcpTable(tp.target_px, tp.map_xy, d_px, d_map * metres_per_unit, tp.inlier, tp.confidence, alignment.crs)
 
 

@@ -118,6 +118,11 @@ def best_affine(matrix: np.ndarray, width: float, height: float, n: int = 20) ->
     return fit_affine_lstsq(pts, apply(matrix, pts))
 
 
+def pixel_scale(matrix: np.ndarray) -> float:
+    """Side of the square a unit pixel maps to under a (3, 3) transform's linear part: sqrt|det|."""
+    return float(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+
+
 def mean_corner_distance(a: np.ndarray, b: np.ndarray, width: float, height: float) -> float:
     """Mean distance between the images of an image's four corners under two transforms."""
     c = corners(width, height)

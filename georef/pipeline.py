@@ -24,7 +24,7 @@ from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotate
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
 from georef.quality import Evidence, Placement, Quality, assess
-from georef.refine import refine, window_log_nfa
+from georef.refine import Refinement, refine, window_log_nfa
 from georef.result import Alignment, Search, TiePoints
 from georef.significance import log10_nfa, match_alpha
 from georef.transforms import MODELS, WARP_MODELS, Transform
@@ -150,7 +150,13 @@ class TiePointFit:
     @property
     def working_px(self) -> float:
         """Full-resolution target pixels per ``src`` pixel."""
-        return float(np.sqrt(abs(np.linalg.det(self.to_target[:2, :2]))))
+        return geometry.pixel_scale(self.to_target)
+
+    @property
+    def matrix_to_map(self) -> np.ndarray:
+        """(3, 3) target pixel -> map transform of the 3x3 fit."""
+        transform = self.dst_to_world @ self.fit.matrix @ np.linalg.inv(self.to_target)
+        return transform / transform[2, 2]
 
     def pixel_to_map(self, model: str, threshold_px: float) -> tuple[np.ndarray, np.ndarray]:
         """(3, 3) target pixel -> map transform, and the (N,) inliers it rests on.
@@ -161,8 +167,7 @@ class TiePointFit:
             _, inliers = fit_warp_robust(model, self.src, self.dst, self.fit.matrix, threshold_px)
             return geometry.fit_affine_lstsq(geometry.apply(self.to_target, self.src)[inliers],
                                              geometry.apply(self.dst_to_world, self.dst)[inliers]), inliers
-        transform = self.dst_to_world @ self.fit.matrix @ np.linalg.inv(self.to_target)
-        return transform / transform[2, 2], self.fit.inliers
+        return self.matrix_to_map, self.fit.inliers
 
 
 @dataclass(frozen=True)
@@ -314,18 +319,21 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
              "windows", *offset.shift, offset.peak, 100 * offset.second, refined.inliers.sum(), refined.tried)
     residuals = np.linalg.norm(geometry.apply(refined.matrix, refined.target_px) - refined.chip_px, axis=1)
     fit = Fit(refined.model, refined.matrix, refined.inliers, residuals)
-    scale = float(np.sqrt(abs(np.linalg.det(target.to_world[:2, :2]))))
-    windows = Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
-                           (target.shape[1] * scale, target.shape[0] * scale), refined.log_nfa)
+    windows = _window_measurements(refined, target, geometry.pixel_scale(target.to_world))
     return TiePointFit(fit, int(refined.inliers.sum()), refined.target_px, refined.chip_px, refined.response,
                        target.to_world, chip.to_world, scene.pixel_size, refined.log_nfa, windows, "correlation")
+
+
+def _window_measurements(refined: Refinement, image: raster.MatchImage, scale: float) -> Measurements:
+    """The refinement's windows in target-pixel units; ``scale``: target pixels per pixel of ``image``."""
+    return Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
+                        (image.shape[1] * scale, image.shape[0] * scale), refined.log_nfa)
 
 
 def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> bool:
     if coarse.log_nfa > options.gate.max_log_nfa:
         return False
-    transform = coarse.dst_to_world @ coarse.fit.matrix @ np.linalg.inv(coarse.to_target)
-    gap = scene.search.edge_gap(transform, scene.frame.width, scene.frame.height)
+    gap = scene.search.edge_gap(coarse.matrix_to_map, scene.frame.width, scene.frame.height)
     return gap is None or gap * scene.frame.metres_per_unit > EDGE_SLACK * scene.search.margin_m
 
 
@@ -372,7 +380,7 @@ def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, clai
             around: float | None, tried: tuple[float, ...]) -> tuple[np.ndarray, Search]:
     """Place the target by a search: around its claimed position, around ``approx_center``, or everywhere."""
     size = (tgt_ds.width, tgt_ds.height)
-    known = None if claimed is None else float(np.sqrt(abs(np.linalg.det(claimed[:2, :2]))))
+    known = None if claimed is None else geometry.pixel_scale(claimed)
     if around is not None:
         centre = geometry.apply(claimed, [[size[0] / 2, size[1] / 2]])[0]
         found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known, around=(centre, around))
@@ -404,14 +412,14 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     Returns:
         Target, chip, the working pixel and the coarser input's pixel (reference units).
     """
-    target_px = float(np.sqrt(abs(np.linalg.det(footprint[:2, :2]))))
+    target_px = geometry.pixel_scale(footprint)
     reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
     long_side = max(tgt_ds.width, tgt_ds.height)
     working = working_pixel(target_px, reference_px, long_side, max_size)
     target_img = raster.read_target(tgt_ds, sources.target_bands, round(long_side * target_px / working),
                                     sources.target_mask)
     # The chip's pixel is the target's working pixel expressed in reference units.
-    pixel_size = float(np.sqrt(abs(np.linalg.det((footprint @ target_img.to_world)[:2, :2]))))
+    pixel_size = geometry.pixel_scale(footprint @ target_img.to_world)
     chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,
                                       margin_m, pixel_size, mask=sources.reference_mask)
     return target_img, chip, pixel_size, max(target_px, reference_px)
@@ -501,9 +509,7 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     if refined is None:
         return coarse, {}
     fit = coarse.fit.with_matrix(refined.matrix, coarse.src, coarse.dst, options.threshold_px, refined.model)
-    scale = coarse.working_px
-    windows = Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
-                           (target.shape[1] * scale, target.shape[0] * scale), refined.log_nfa)
+    windows = _window_measurements(refined, target, coarse.working_px)
     return (replace(coarse, fit=fit, measurements=windows),
             {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())})
 
@@ -515,15 +521,14 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     Where no window matches, the coarse fit stands.
     """
     coarse_to_map, _ = coarse.pixel_to_map(options.model, options.threshold_px)
-    decimation = float(np.sqrt(abs(np.linalg.det(scene.target.to_world[:2, :2]))))
+    decimation = geometry.pixel_scale(scene.target.to_world)
+    with raster.open_raster(scene.sources.target) as ds:
+        grid = tuple(tiles.target_grid(ds, options.tiles))
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
     # Windows are read at full resolution: their refinement works at the coarser input's resolution.
-    plan = tiles.WindowPlan(coarse_to_map, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation),
+    plan = tiles.WindowPlan(coarse_to_map, grid, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation),
                             max(1.0, scene.coarser_px * decimation / scene.pixel_size))
-    with raster.open_raster(scene.sources.target) as ds:
-        total = len(tiles.block_aligned_grid(ds, options.tiles) or tiles.window_grid(
-            ds.width, ds.height, options.tiles.size, options.tiles.overlap, options.tiles.max_windows))
-    with stages.stage("windows", total) as step:
+    with stages.stage("windows", len(grid)) as step:
         results = tiles.match_windows(scene.sources, plan, options, step)
     counts = tiles.status_counts(results)
     used = [r for r in results if r.status == "matched"]
@@ -533,7 +538,7 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     target_px = np.concatenate([r.target_px for r in used])
     map_xy = np.concatenate([r.map_xy for r in used])
     # One pooled fit in a frame whose pixel is a full-resolution target pixel on the reference's axes.
-    full_px = float(np.sqrt(abs(np.linalg.det(coarse_to_map[:2, :2]))))
+    full_px = geometry.pixel_scale(coarse_to_map)
     dst_to_world = geometry.translation(map_xy[:, 0].min(), map_xy[:, 1].max()) @ geometry.scaling(full_px, -full_px)
     dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
     with stages.stage("fit"):
@@ -554,7 +559,7 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
 def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
     """Express a fit in map terms: transform, warp, residuals in target pixels, quality, model comparison."""
     frame = scene.frame
-    working_px = float(np.sqrt(abs(np.linalg.det(tpf.to_target[:2, :2]))))  # target pixels per working pixel
+    working_px = tpf.working_px
     metres_per_px = tpf.pixel_size * frame.metres_per_unit / working_px
     target_px = geometry.apply(tpf.to_target, tpf.src)
     map_xy = geometry.apply(tpf.dst_to_world, tpf.dst)
@@ -580,7 +585,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px,
                         options.refine.enabled and options.gate.confirm)
-    quality = assess(evidence, _placement(transform, scene, options), (frame.width, frame.height), metres_per_px,
+    quality = assess(evidence, _placement(transform, scene, options), frame.size, metres_per_px,
                      options.gate)
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.
     comparison = compare_models(_subset(tpf.src[inliers]), _subset(tpf.dst[inliers]), COMPARED_MODELS,
@@ -595,16 +600,10 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
 def _placement(transform: np.ndarray, scene: Scene, options: AlignOptions) -> Placement:
     """How far the transform moves the target's corners and changes its pixel size against its claim."""
     frame = scene.frame
-    corners = geometry.corners(frame.width, frame.height)
-    fitted, claimed = geometry.apply(transform, corners), geometry.apply(frame.footprint, corners)
-    if options.rotation_search:  # a turned target's corners land on other corners of its footprint
-        moved = np.linalg.norm(fitted[:, None] - claimed[None], axis=2).min(axis=1)
-    else:
-        moved = np.linalg.norm(fitted - claimed, axis=1)
-    scale = np.sqrt(abs(np.linalg.det(transform[:2, :2]) / np.linalg.det(frame.footprint[:2, :2])))
     gap = scene.search.edge_gap(transform, frame.width, frame.height)
     outside = 0.0 if gap is None else max(0.0, -gap) * frame.metres_per_unit
-    return Placement(float(moved.max()) * frame.metres_per_unit, float(scale) - 1, outside)
+    return Placement.of(transform, frame.footprint, frame.size, frame.metres_per_unit, options.rotation_search,
+                        outside)
 
 
 def _subset(points: np.ndarray, limit: int = 300) -> np.ndarray:

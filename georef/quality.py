@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from georef import geometry
 from georef.options import QualityGate
 
 
@@ -94,6 +95,24 @@ class Placement:
     shift_m: float
     scale_change: float
     outside_m: float = 0.0
+
+    @classmethod
+    def of(cls, transform: np.ndarray, claimed: np.ndarray, size: tuple[int, int], metres_per_unit: float,
+           any_corner: bool = False, outside_m: float = 0.0) -> "Placement":
+        """The placement of a fitted target pixel -> map ``transform`` against the ``claimed`` one.
+
+        Args:
+            any_corner: measure each fitted corner's move to the nearest claimed corner (a target turned by
+                quarter turns lands its corners on other corners of its footprint).
+        """
+        corners = geometry.corners(*size)
+        fitted, own = geometry.apply(transform, corners), geometry.apply(claimed, corners)
+        if any_corner:
+            moved = np.linalg.norm(fitted[:, None] - own[None], axis=2).min(axis=1)
+        else:
+            moved = np.linalg.norm(fitted - own, axis=1)
+        scale = geometry.pixel_scale(transform) / geometry.pixel_scale(claimed)
+        return cls(float(moved.max()) * metres_per_unit, scale - 1, outside_m)
 
 
 def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metres_per_px: float,

@@ -137,11 +137,6 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1) ->
     return np.stack([shift_x, shift_y], axis=1), peak
 
 
-def window_offsets(*args, **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Offsets of ``reference`` against ``target`` in windows on a grid (see :func:`measure_windows`)."""
-    return measure_windows(*args, **kwargs)[:3]
-
-
 def measure_windows(
     target: np.ndarray,
     reference: np.ndarray,

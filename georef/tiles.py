@@ -79,6 +79,12 @@ def block_aligned_grid(ds, tiles: TileOptions) -> list[Window] | None:
     return out or None
 
 
+def target_grid(ds, tiles: TileOptions) -> list[Window]:
+    """The windows matched over a target: inside its blocks where it is tiled so, else an even grid."""
+    return block_aligned_grid(ds, tiles) or window_grid(ds.width, ds.height, tiles.size, tiles.overlap,
+                                                        tiles.max_windows)
+
+
 #: Outcomes of a full-resolution window, counted in the report.
 TILE_STATUSES = ("matched", "no texture", "no match", "outside reference")
 
@@ -135,12 +141,14 @@ class WindowPlan:
     Attributes:
         coarse_to_map: (3, 3) target full-resolution pixel -> reference map transform,
             accurate to ``margin_px``.
+        windows: the target's windows to match (see :func:`target_grid`).
         target_stretch, reference_stretch: the scenes' stretches, shared by every window.
         margin_px: search margin around each window, full-resolution pixels.
         refine_scale: pixels of the coarser input per full-resolution target pixel.
     """
 
     coarse_to_map: np.ndarray
+    windows: tuple[Window, ...]
     target_stretch: raster.Stretch
     reference_stretch: raster.Stretch
     margin_px: float
@@ -149,23 +157,21 @@ class WindowPlan:
 
 def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptions,
                   step: Callable[[int], None] = lambda n: None) -> list[WindowResult]:
-    """Match every window of the grid over the target.
+    """Match every window of the plan.
 
     Args:
         sources: the rasters, bands and masks.
-        plan: the coarse transform and the stretches.
+        plan: the windows, the coarse transform and the stretches.
         options: matcher, threshold, gate, refinement and tiles.
         step: called with 1 as each window finishes (progress).
     """
     tiles = options.tiles
     matcher = create_matcher(options.matcher, options.weights, options.device)
-    pixel_size = float(np.sqrt(abs(np.linalg.det(plan.coarse_to_map[:2, :2]))))
+    pixel_size = geometry.pixel_scale(plan.coarse_to_map)
     # No guided second pass: the refinement that follows measures every window densely anyway.
     settings = FitSettings("affine", options.threshold_px, 0.0, options.seed)
     datasets = _Datasets(sources.target, sources.reference)
     with rasterio.open(sources.target) as ds, rasterio.open(sources.reference) as ref:
-        grid = block_aligned_grid(ds, tiles) or window_grid(ds.width, ds.height, tiles.size, tiles.overlap,
-                                                              tiles.max_windows)
         centre = geometry.apply(plan.coarse_to_map, [[ds.width / 2, ds.height / 2]])[0]
         margin_m = plan.margin_px * pixel_size * raster.metres_per_unit(ref.crs, raster.latitude(ref.crs, centre))
 
@@ -209,13 +215,12 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
     results = []
     try:
         with ThreadPoolExecutor(max_workers=max(1, tiles.jobs)) as pool:
-            for result in pool.map(one, grid):
+            for result in pool.map(one, plan.windows):
                 results.append(result)
                 step(1)
     finally:
         datasets.close()
-    counts = {s: sum(r.status == s for r in results) for s in {r.status for r in results}}
-    log.info("windows: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    log.info("windows: %s", ", ".join(f"{n} {s}" for s, n in status_counts(results).items() if n))
     return results
 
 

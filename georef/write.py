@@ -157,7 +157,7 @@ def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[
             res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
     else:
         origin_x = origin_y = 0.0
-        res_x = res_y = float(np.sqrt(abs(np.linalg.det(alignment.geotransform[:2, :2]))))
+        res_x = res_y = geometry.pixel_scale(alignment.geotransform)
     if resolution:
         res_x = res_y = float(resolution)
     edge = np.linspace(0, 1, 33)[:, None]

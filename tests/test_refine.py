@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from georef import geometry, raster
-from georef.refine import phase_correlate, refine, resample_to, window_offsets
+from georef.refine import measure_windows, phase_correlate, refine, resample_to
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +15,12 @@ def test_resample_to_with_identity_is_a_copy(image):
     np.testing.assert_allclose(resample_to(image, np.eye(3), image.shape)[5:-5, 5:-5], image[5:-5, 5:-5], atol=1e-5)
 
 
-def test_window_offsets_measure_a_subpixel_shift(image):
+def test_measure_windows_finds_a_subpixel_shift(image):
     truth = geometry.translation(0.4, -0.3)  # reference content sits at target + (0.4, -0.3)
     shifted = resample_to(image, np.linalg.inv(truth), image.shape)
     valid = np.zeros(image.shape, bool)
     valid[8:-8, 8:-8] = True
-    centres, offsets, _ = window_offsets(image, shifted, valid)
+    centres, offsets, _, _ = measure_windows(image, shifted, valid)
     assert len(centres) > 50
     # One measurement is unbiased: OpenCV's peak centroid gave (0.2, -0.15) here.
     np.testing.assert_allclose(np.median(offsets, axis=0), [0.4, -0.3], atol=0.03)

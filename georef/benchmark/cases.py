@@ -308,8 +308,9 @@ def strip_cases(root: str | Path, workdir: Path, spec: CaseSpec) -> list[Case]:
     root = Path(root)
     files = {f"tile_0_{row}.png" for row in STRIP_ROWS}
     cases = []
-    for tile in sorted({p.tile for p in s2_seasons_pairs(root, list(spec.seasons), spec.tiles)}):
-        pairs = [p for p in s2_seasons_pairs(root, list(spec.seasons), [tile]) if p.file in files]
+    found = s2_seasons_pairs(root, list(spec.seasons), spec.tiles)
+    for tile in sorted({p.tile for p in found}):
+        pairs = [p for p in found if p.tile == tile and p.file in files]
         for target_season, reference_season in spec.seasons:
             mine = sorted((p for p in pairs if (p.target_season, p.reference_season) ==
                            (target_season, reference_season)), key=lambda p: _subtile_order(p.file))

@@ -30,6 +30,33 @@ def check_point_rmse(
     return float(np.sqrt(np.mean(d**2)))
 
 
+def affine_text(matrix: np.ndarray, width: int, height: int) -> str:
+    """The six affine coefficients (rasterio order) of a target pixel -> map transform, for ``cases.csv``."""
+    affine = matrix if np.allclose(matrix[2], (0, 0, 1)) else geometry.best_affine(matrix, width, height)
+    return " ".join(f"{v:.12g}" for v in affine[:2].ravel())
+
+
+def score(case, estimate: np.ndarray) -> dict:
+    """The ``cases.csv`` columns that judge an estimate of a :class:`~georef.benchmark.cases.Case`: its error
+    at the corners and at check points where the case has a truth, and the estimate itself."""
+    scores = {"estimate": affine_text(estimate, case.width, case.height)}
+    if case.truth is not None:
+        err_m = corner_error(estimate, case.truth, case.width, case.height)
+        rmse_m = check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
+        scores.update(error_px=err_m / case.metres_per_px, error_m=err_m, checkpoint_rmse_px=rmse_m / case.metres_per_px)
+    return scores
+
+
+def no_fit_error(case) -> float:
+    """The error of a case where nothing was fitted: infinite, or NaN where the case has no truth."""
+    return float("inf") if case.truth is not None else float("nan")
+
+
+def has_error(row: dict) -> bool:
+    """A ``cases.csv`` row carries a true error (its case had a truth, and something was fitted or refused)."""
+    return row.get("error_px") not in ("", None, "nan")
+
+
 def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, max_px: float = 10.0,
               estimates_px: np.ndarray | None = None) -> dict:
     """Success rates, median and p90 error, AUC up to ``max_px``, time, wrong-but-accepted cases, and

@@ -20,7 +20,7 @@ from affine import Affine
 from georef import geometry
 from georef.benchmark.cases import Case
 from georef.benchmark.layout import case_paths
-from georef.benchmark.metrics import check_point_rmse, corner_error
+from georef.benchmark.metrics import has_error, no_fit_error, score
 from georef.errors import GeorefError
 
 #: Environment variable naming AROSICS's Python.
@@ -89,23 +89,16 @@ def _row(case: Case, result: dict) -> dict:
     row = {"case": case.name, "group": case.group, "matcher": matcher, "model": model, "threshold": f"{threshold:g}",
            "accepted": result["success"], "total_s": result["seconds"], "reasons": result["error"] or ""}
     if result["geotransform"] is None:
-        return {**row, "status": "no-fit", "error_px": float("inf") if case.truth is not None else float("nan")}
+        return {**row, "status": "no-fit", "error_px": no_fit_error(case)}
     estimate = geometry.to_matrix(Affine.from_gdal(*result["geotransform"]))
-    row.update(status="ok" if result["success"] else "refused",
-               estimate=" ".join(f"{v:.12g}" for v in estimate[:2].ravel()))
-    if case.truth is not None:
-        err_m = corner_error(estimate, case.truth, case.width, case.height)
-        row.update(error_px=err_m / case.metres_per_px, error_m=err_m,
-                   checkpoint_rmse_px=check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
-                   / case.metres_per_px)
-    return row
+    return {**row, "status": "ok" if result["success"] else "refused", **score(case, estimate)}
 
 
 def paired(rows: list[dict], ours: tuple[str, str, str], peer: tuple[str, str, str], group: str) -> dict | None:
     """Cases of ``group`` that both settings accepted: median error of each, and how often ours is closer."""
     def accepted(key):
         return {r["case"]: float(r["error_px"]) for r in rows if (r["matcher"], r["model"], r["threshold"]) == key
-                and r["group"] == group and r["accepted"] == "True" and r.get("error_px") not in ("", None, "nan")}
+                and r["group"] == group and r["accepted"] == "True" and has_error(r)}
 
     mine, theirs = accepted(ours), accepted(peer)
     both = sorted(set(mine) & set(theirs))

@@ -12,7 +12,7 @@ from georef import geometry
 from georef.benchmark.cases import Case
 from georef.benchmark.consistency import season_consistency
 from georef.benchmark.layout import PEERS, case_paths, row_key
-from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX
+from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, has_error
 from georef.benchmark.peers import paired
 from georef.report import pyplot
 
@@ -39,7 +39,7 @@ def plot_cdf(rows: list[dict], keys: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     grid = np.linspace(0, CDF_MAX_PX, 400)
     for key in keys:
-        errors = np.array([float(r["error_px"]) for r in _rows_of(rows, key) if r.get("error_px") not in ("", None, "nan")])
+        errors = np.array([float(r["error_px"]) for r in _rows_of(rows, key) if has_error(r)])
         if len(errors):
             ax.plot(grid, [(errors < g).mean() for g in grid], label=key)
     ax.set(xlabel="error at the target's corners, px", ylabel="share of cases", xlim=(0, CDF_MAX_PX), ylim=(0, 1))
@@ -168,7 +168,7 @@ def plot_calibration(rows: list[dict], keys: list[str], path: Path) -> Path:
     for key in keys:
         pairs = np.array([(float(r["estimated_ce90_px"]), float(r["error_px"])) for r in _rows_of(rows, key)
                           if r.get("accepted") == "True" and r.get("estimated_ce90_px") not in ("", None)
-                          and r.get("error_px") not in ("", None, "nan")])
+                          and has_error(r)])
         if len(pairs):
             ax.scatter(*pairs.T, s=10, label=key)
             top = max(top, float(np.nanmax(pairs[np.isfinite(pairs)])))
@@ -230,7 +230,7 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
         images.append(plot_sweep({"settings": ours}, out_dir / "sweep.png").name)
     first = _rows_of(rows, main[0]) if main else []
     if show is None:
-        scored = sorted((r for r in first if r.get("error_px") not in ("", None, "nan")),
+        scored = sorted((r for r in first if has_error(r)),
                         key=lambda r: float(r["error_px"]))
         show = [r["case"] for r in scored[-2:][::-1] + scored[:2]]
     by_name = {c.name: c for c in cases}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from georef import geometry
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.layout import case_paths, row_key
-from georef.benchmark.metrics import check_point_rmse, corner_error, summarise
+from georef.benchmark.metrics import no_fit_error, score, summarise
 from georef.benchmark.peers import AROSICS_SETTING, run_arosics
 from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
@@ -68,22 +68,13 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         alignment, status = exc.alignment, "refused"
         estimate = alignment.geotransform
     except MatchingError:
-        return {**row, "status": "no-fit", "error_px": float("inf") if case.truth is not None else float("nan"),
+        return {**row, "status": "no-fit", "error_px": no_fit_error(case),
                 "matches": 0, "inliers": 0, "support": 0, "inlier_ratio": 0.0, "accepted": False,
                 "total_s": time.perf_counter() - start}
     total = time.perf_counter() - start
     q, t = alignment.quality, alignment.timings
-    scores = {}
-    if case.truth is not None:
-        err_m = corner_error(estimate, case.truth, case.width, case.height)
-        scores = {
-            "error_px": err_m / case.metres_per_px,
-            "error_m": err_m,
-            "checkpoint_rmse_px": check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
-            / case.metres_per_px,
-        }
     return {
-        **row, **scores,
+        **row, **score(case, estimate),
         "status": status,
         "matches": q.matches,
         "inliers": q.inliers,
@@ -99,14 +90,7 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         "chosen_model": alignment.model,
         **{f"{stage}_s": t.get(stage) for stage in ("read", "match", "fit", "refine", "write")},
         "total_s": total,
-        "estimate": _affine_text(estimate, case.width, case.height),
     }
-
-
-def _affine_text(matrix: np.ndarray, width: int, height: int) -> str:
-    """The six affine coefficients (rasterio order) of a target pixel -> map transform, for ``cases.csv``."""
-    affine = matrix if np.allclose(matrix[2], (0, 0, 1)) else geometry.best_affine(matrix, width, height)
-    return " ".join(f"{v:.12g}" for v in affine[:2].ravel())
 
 
 def run_benchmark(

@@ -129,7 +129,18 @@ approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar=
                              help="Where the global search looks.")
 device = click.option("--device", default=AlignOptions.device, show_default=True,
                       help="torch device of the matcher, e.g. cpu or cuda.")
-gate_options = [
+
+
+def _stacked(options: list):
+    """One decorator applying ``options`` in order (the first one listed first in ``--help``)."""
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+_gate_options = [
     click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True,
                  help="Fewest unguided keypoint inliers (their significance is tested too)."),
     click.option("--max-rmse", type=Finite(0), default=QualityGate.max_rmse_px, show_default=True,
@@ -139,11 +150,8 @@ gate_options = [
 ]
 
 
-def gate(function):
-    """The quality gate's thresholds."""
-    for option in reversed(gate_options):
-        function = option(function)
-    return function
+#: The quality gate's thresholds.
+gate = _stacked(_gate_options)
 
 
 def gate_from(kwargs: dict) -> QualityGate:
@@ -167,11 +175,8 @@ _output_options = [
 ]
 
 
-def outputs(function):
-    """Everything :class:`OutputOptions` holds but the output path."""
-    for option in reversed(_output_options):
-        function = option(function)
-    return function
+#: Everything :class:`OutputOptions` holds but the output path.
+outputs = _stacked(_output_options)
 
 
 def outputs_from(output, kwargs: dict, **extra) -> OutputOptions:

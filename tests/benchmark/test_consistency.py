@@ -6,8 +6,8 @@ import pytest
 from georef import geometry
 from georef.benchmark.cases import Case, WarpSpec
 from georef.benchmark.consistency import parse_estimate, season_consistency
+from georef.benchmark.metrics import affine_text
 from georef.benchmark.report import consistency_lines
-from georef.benchmark.run import _affine_text
 
 GRID = geometry.to_matrix(__import__("affine").Affine(10, 0, 500000, 0, -10, 6000000))
 
@@ -24,13 +24,13 @@ def _rows(cases: list[Case], data_offsets: dict[str, tuple[float, float]]) -> li
     for case in cases:
         estimate = geometry.translation(*data_offsets[case.group]) @ case.truth
         rows.append({"case": case.name, "matcher": "m", "model": "auto", "threshold": "2",
-                     "estimate": _affine_text(estimate, case.width, case.height)})
+                     "estimate": affine_text(estimate, case.width, case.height)})
     return rows
 
 
 def test_estimate_text_round_trips():
     m = _case("a->b", 0).truth
-    np.testing.assert_allclose(parse_estimate(_affine_text(m, 512, 512)), m, rtol=1e-11)
+    np.testing.assert_allclose(parse_estimate(affine_text(m, 512, 512)), m, rtol=1e-11)
 
 
 def test_offsets_that_compose_close_the_loop_and_are_reported_as_the_data_offset():
