@@ -91,39 +91,42 @@ class Staging:
 
     def __init__(self, overwrite: bool = False) -> None:
         self.overwrite = overwrite
-        self.pending: list[tuple[Path, Path]] = []
+        self.pending: list[tuple[Path, Path, bool]] = []
 
-    def path(self, destination: str | Path) -> Path:
-        """The temporary file to write for ``destination`` (its folder is created)."""
+    def path(self, destination: str | Path, replace: bool | None = None) -> Path:
+        """The temporary file to write for ``destination`` (its folder is created).
+
+        ``replace`` overrides ``overwrite`` for this destination (a sidecar updated in place).
+        """
         destination = Path(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_path(destination)
-        self.pending.append((tmp, destination))
+        self.pending.append((tmp, destination, self.overwrite if replace is None else replace))
         return tmp
 
     def adopt(self, tmp: Path, destination: Path) -> None:
         """Also rename ``tmp``, written by other means (a shapefile's sidecar), to ``destination``."""
-        self.pending.append((tmp, destination))
+        self.pending.append((tmp, destination, self.overwrite))
 
     def commit(self) -> None:
         """Rename every temporary file to its destination; on a failure, undo the renames done so far."""
         placed: list[Path] = []
         try:
-            for tmp, destination in self.pending:
+            for tmp, destination, replace in self.pending:
                 if tmp.exists():
-                    _place(tmp, destination, self.overwrite)
-                    placed.append(destination)
+                    _place(tmp, destination, replace)
+                    if not replace:  # new files only: a replaced file cannot be brought back
+                        placed.append(destination)
         except BaseException:
-            if not self.overwrite:  # new files only: a replaced file cannot be brought back
-                for path in placed:
-                    path.unlink(missing_ok=True)
+            for path in placed:
+                path.unlink(missing_ok=True)
             raise
         finally:
             self.discard()
 
     def discard(self) -> None:
         """Remove the temporary files (and GDAL's ``.aux.xml`` beside them)."""
-        for tmp, _ in self.pending:
+        for tmp, _, _ in self.pending:
             for leftover in (tmp, Path(f"{tmp}.aux.xml")):
                 leftover.unlink(missing_ok=True)
         self.pending = []
@@ -165,12 +168,15 @@ def atomic_path(destination: str | Path, overwrite: bool = True) -> Iterator[Pat
 
 
 @contextmanager
-def destination(path: str | Path, staging: Staging | None = None) -> Iterator[Path]:
-    """The path to write for ``path``: staged for a later commit, or else written atomically on its own."""
+def destination(path: str | Path, staging: Staging | None = None, replace: bool | None = None) -> Iterator[Path]:
+    """The path to write for ``path``: staged for a later commit, or else written atomically on its own.
+
+    ``replace``: see :meth:`Staging.path`.
+    """
     if staging is not None:
-        yield staging.path(path)
+        yield staging.path(path, replace)
         return
-    with atomic_path(path) as tmp:
+    with atomic_path(path, True if replace is None else replace) as tmp:
         yield tmp
 
 

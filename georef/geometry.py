@@ -47,7 +47,7 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     hom = pts @ matrix[:2, :2].T + matrix[:2, 2]
-    if np.allclose(matrix[2], (0.0, 0.0, 1.0)):
+    if matrix[2, 0] == 0 and matrix[2, 1] == 0 and matrix[2, 2] == 1:  # affine (allclose costs more than the rest)
         return hom
     w = pts @ matrix[2, :2] + matrix[2, 2]
     return hom / w[:, None]
@@ -127,3 +127,15 @@ def mean_corner_distance(a: np.ndarray, b: np.ndarray, width: float, height: flo
     """Mean distance between the images of an image's four corners under two transforms."""
     c = corners(width, height)
     return float(np.linalg.norm(apply(a, c) - apply(b, c), axis=1).mean())
+
+
+def select_spread(points: np.ndarray, n: int, first: int = 0) -> np.ndarray:
+    """Indexes of ``n`` well-spread points, by farthest-point sampling from ``first``."""
+    n = min(n, len(points))
+    chosen = [first]
+    dist = np.linalg.norm(points - points[first], axis=1)
+    for _ in range(n - 1):
+        nxt = int(dist.argmax())
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(points - points[nxt], axis=1))
+    return np.array(chosen)

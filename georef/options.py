@@ -80,6 +80,12 @@ class TileOptions:
         overlap: overlap of neighbouring windows, pixels.
         max_windows: most windows matched; a larger grid is thinned evenly (enough
             tie points for any model, at a fraction of the decoding).
+        first_windows, more_windows: windows of the first round, spread over the target, and of
+            each round after it.
+        target_fit_ce90_px: windows are added a round at a time until the pooled fit passes the
+            gate and the statistical term of its estimated CE90 (see :mod:`georef.accuracy`; the
+            term more windows reduce) is at most this, full-resolution target pixels; 0 matches
+            every window.
         jobs: windows matched at once (threads).
         points_per_window: most tie points a window contributes (the strongest).
         min_valid: least share of valid pixels for a window to be tried.
@@ -89,6 +95,9 @@ class TileOptions:
     size: int = 512
     overlap: int = 64
     max_windows: int = 25
+    first_windows: int = 9
+    more_windows: int = 8
+    target_fit_ce90_px: float = 0.2
     jobs: int = 1
     points_per_window: int = 200
     min_valid: float = 0.2
@@ -100,6 +109,9 @@ class TileOptions:
                f"must be >= 0 and smaller than the tile size, not {self.overlap}")
         _check(self.max_windows >= 1, "max_windows", f"must be >= 1, not {self.max_windows}")
         _check(self.jobs >= 1, "jobs", f"must be >= 1, not {self.jobs}")
+        _check(self.first_windows >= 1 and self.more_windows >= 1, "first_windows",
+               f"rounds must hold >= 1 window, not {self.first_windows} and {self.more_windows}")
+        _check(self.target_fit_ce90_px >= 0, "target_fit_ce90_px", f"must be >= 0, not {self.target_fit_ce90_px}")
 
 
 @dataclass(frozen=True)
@@ -249,6 +261,10 @@ class OutputOptions:
         overwrite: replace existing outputs.
         force: write the output even if the gate fails (the report says so).
         report_figures: write the report's plots and summaries too.
+        sidecar: copy no pixel: ``output`` becomes a hard link to the target with the new
+            georeference in its GDAL ``.aux.xml`` (see :mod:`georef.copyfree`). An ``output``
+            ending in ``.vrt`` copies no pixel either: a VRT over the target.
+        in_place: with ``sidecar``, write the ``.aux.xml`` beside the target itself (no ``output``).
     """
 
     output: str | Path | None = None
@@ -261,8 +277,30 @@ class OutputOptions:
     overwrite: bool = False
     force: bool = False
     report_figures: bool = True
+    sidecar: bool = False
+    in_place: bool = False
+
+    @property
+    def kind(self) -> str | None:
+        """What the raster output is: ``"sidecar"``, ``"vrt"``, ``"warp"``, ``"geotiff"``, or None (none)."""
+        if self.sidecar:
+            return "sidecar"
+        if self.output is None:
+            return None
+        if str(self.output).lower().endswith(".vrt"):
+            return "vrt"
+        return "warp" if self.warp else "geotiff"
 
     def validate(self) -> None:
+        _check(not self.in_place or self.sidecar, "in_place", "applies to {param:sidecar} only")
+        _check(not (self.in_place and self.output is not None), "in_place",
+               "writes beside the target: give no {param:output}")
+        _check(not self.sidecar or self.in_place or self.output is not None, "sidecar",
+               "needs {param:output} (a second name for the target) or {param:in_place}")
+        _check(not (self.sidecar and (self.warp or self.gcps)), "sidecar",
+               "carries a geotransform only: for {param:warp} or {param:gcps} write a GeoTIFF or a VRT")
+        _check(not (self.kind == "vrt" and self.warp), "warp",
+               "writes a Cloud-Optimized GeoTIFF: a .vrt output references the target's pixels unchanged")
         _check(self.gcps is None or self.gcps >= 3, "gcps", f"must be >= 3, not {self.gcps}")
         _check(self.resampling in RESAMPLING, "resampling", f"{self.resampling!r} is not one of {', '.join(RESAMPLING)}")
         _finite(self.target_res, "target_res", 0, low_open=True)

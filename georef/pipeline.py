@@ -9,6 +9,7 @@ full-resolution windows of large targets, and returns an
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
         raise BandError(f"band names ({options.product_bands}) select the files of a Sentinel-2 product and neither "
                         "input is one: give band numbers ({param:bands})", target)
     stages = Stages(reporter)
-    with raster.bounded_gdal_cache(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
+    with raster.gdal_env(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as ref:
         scene, coarse, target_img = locate(tgt, ref, options, stages)
         refinement = {}
@@ -518,31 +519,56 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
                           stages: Stages) -> tuple[Solution, dict[str, int]]:
     """Match full-resolution windows placed by the coarse fit; one pooled fit of their tie points.
 
-    Where no window matches, the coarse fit stands.
+    Windows come in rounds spread over the target (see :func:`georef.tiles.window_rounds`) until
+    the pooled fit is precise enough (``options.tiles.target_fit_ce90_px``). Where no window
+    matches, the coarse fit stands.
     """
     coarse_to_map, _ = coarse.pixel_to_map(options.model, options.threshold_px)
     decimation = geometry.pixel_scale(scene.target.to_world)
     with raster.open_raster(scene.sources.target) as ds:
-        grid = tuple(tiles.target_grid(ds, options.tiles))
+        grid = tiles.target_grid(ds, options.tiles)
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
     # Windows are read at full resolution: their refinement works at the coarser input's resolution.
-    plan = tiles.WindowPlan(coarse_to_map, grid, scene.target.stretch, scene.chip.stretch, max(32.0, 4 * decimation),
-                            max(1.0, scene.coarser_px * decimation / scene.pixel_size))
+    plan = tiles.WindowPlan(coarse_to_map, tuple(grid), scene.target.stretch, scene.chip.stretch,
+                            max(32.0, 4 * decimation), max(1.0, scene.coarser_px * decimation / scene.pixel_size),
+                            direct=options.refine.enabled and coarse.measurements is not None)
+    settings = options.tiles
+    rounds = tiles.window_rounds(grid, settings.first_windows, settings.more_windows)
+    if not settings.target_fit_ce90_px:
+        rounds = [grid]
+    results: list[tiles.WindowResult] = []
+    solution = None
     with stages.stage("windows", len(grid)) as step:
-        results = tiles.match_windows(scene.sources, plan, options, step)
-    counts = tiles.status_counts(results)
-    used = [r for r in results if r.status == "matched"]
-    if not used:
+        for windows in rounds:
+            results += tiles.match_windows(scene.sources, replace(plan, windows=tuple(windows)), options, step)
+            solution = _pooled_solution(results, coarse, scene, plan, options)
+            if solution is not None and _precise_enough(solution, settings.target_fit_ce90_px):
+                break
+    counts = tiles.status_counts(results, len(grid))
+    if solution is None:
         log.warning("no window matched at full resolution; keeping the coarse alignment")
         return solve(coarse, scene, options), counts
+    return solution, counts
+
+
+def _precise_enough(solution: Solution, target_px: float) -> bool:
+    fit_ce90 = solution.accuracy.fit_ce90_px if solution.accuracy is not None else math.inf
+    return solution.quality.passed and fit_ce90 <= target_px
+
+
+def _pooled_solution(results: list[tiles.WindowResult], coarse: TiePointFit, scene: Scene, plan: tiles.WindowPlan,
+                     options: AlignOptions) -> Solution | None:
+    """One robust fit of the tie points of every matched window; None where none matched."""
+    used = [r for r in results if r.status in tiles.USED]
+    if not used:
+        return None
     target_px = np.concatenate([r.target_px for r in used])
     map_xy = np.concatenate([r.map_xy for r in used])
     # One pooled fit in a frame whose pixel is a full-resolution target pixel on the reference's axes.
-    full_px = geometry.pixel_scale(coarse_to_map)
+    full_px = geometry.pixel_scale(plan.coarse_to_map)
     dst_to_world = geometry.translation(map_xy[:, 0].min(), map_xy[:, 1].max()) @ geometry.scaling(full_px, -full_px)
     dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
-    with stages.stage("fit"):
-        pooled = fit_transform(target_px, dst, _fit_settings(options).model, options.threshold_px, options.seed)
+    pooled = fit_transform(target_px, dst, _fit_settings(options).model, options.threshold_px, options.seed)
     if options.refine.enabled:
         settings = options.refine.at_scale(plan.refine_scale, options.tiles.size)
         windows_nfa = window_log_nfa(sum(r.tried for r in used), sum(r.agreeing for r in used), settings.threshold_px,
@@ -553,7 +579,7 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     fine = TiePointFit(pooled, int(pooled.inliers.sum()), target_px, dst,
                        np.concatenate([r.confidence for r in used]), np.eye(3), dst_to_world, full_px,
                        coarse.log_nfa, measured)
-    return solve(fine, scene, options), counts
+    return solve(fine, scene, options)
 
 
 def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:

@@ -85,11 +85,11 @@ class Georeference:
 GDAL_CACHE_BYTES = 256 * 2**20
 
 
-def bounded_gdal_cache() -> rasterio.Env:
-    """A rasterio environment bounding GDAL's block cache (a user's GDAL_CACHEMAX wins)."""
-    if os.environ.get("GDAL_CACHEMAX"):
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
+def gdal_env() -> rasterio.Env:
+    """GDAL's settings for georef's reads and writes: a bounded block cache, and JPEG2000 decoded
+    and GeoTIFFs compressed on every core. The user's ``GDAL_CACHEMAX`` and ``GDAL_NUM_THREADS`` win."""
+    settings = {"GDAL_CACHEMAX": GDAL_CACHE_BYTES, "GDAL_NUM_THREADS": "ALL_CPUS"}
+    return rasterio.Env(**{k: v for k, v in settings.items() if not os.environ.get(k)})
 
 
 @dataclass(frozen=True)

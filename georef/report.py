@@ -89,7 +89,7 @@ def write_report(path: str | Path, alignment: Alignment, output: str | Path | No
     paths = report_paths(path, figures)
     data = report_dict(alignment, output, timings)
     with destination(paths[0], staging) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(report_json(data))
     if figures:
         _, md, page, residuals, histogram = paths
         _plot_residuals(alignment, residuals, staging)
@@ -101,6 +101,32 @@ def write_report(path: str | Path, alignment: Alignment, output: str | Path | No
     return paths[0]
 
 
+#: Lists longer than this (tie points, residuals) are written on one line each.
+_LONG_LIST = 16
+
+
+def report_json(data: dict) -> str:
+    """The report as JSON: indented, but each long list on one line.
+
+    Readable where people read (the keys), compact where they do not (thousands of tie
+    points), and several times faster to write: long lists go through json's C encoder.
+    """
+    long_lists: list[str] = []
+
+    def shelve(value):
+        if isinstance(value, dict):
+            return {k: shelve(v) for k, v in value.items()}
+        if isinstance(value, list) and len(value) > _LONG_LIST:
+            long_lists.append(json.dumps(value))
+            return f"\0{len(long_lists) - 1}"
+        if isinstance(value, list):
+            return [shelve(v) for v in value]
+        return value
+
+    text = json.dumps(shelve(data), indent=1)
+    return re.sub(r'"\\u0000(\d+)"', lambda m: long_lists[int(m[1])], text)
+
+
 def write_failure_report(path: str | Path, target: str | Path, reference: str | Path | None, reason: str,
                          staging: Staging | None = None) -> Path:
     """The JSON report of a run that produced no alignment at all (nothing matched)."""
@@ -108,7 +134,7 @@ def write_failure_report(path: str | Path, target: str | Path, reference: str | 
             "reference": None if reference is None else str(reference), "reasons": [reason],
             "versions": package_versions(), "alignment": None}
     with destination(path, staging) as tmp:
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(report_json(data))
     return Path(path)
 
 

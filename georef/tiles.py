@@ -25,8 +25,8 @@ from georef import geometry, raster
 from georef.errors import EmptyDataError, MatchingError, NoOverlapError
 from georef.matchers import create_matcher
 from georef.matching import FitSettings, fit_with_guided_pass
-from georef.options import AlignOptions, TileOptions
-from georef.refine import refine
+from georef.options import AlignOptions, RefineOptions, TileOptions
+from georef.refine import Refinement, refine
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,27 @@ def target_grid(ds, tiles: TileOptions) -> list[Window]:
                                                         tiles.max_windows)
 
 
-#: Outcomes of a full-resolution window, counted in the report.
-TILE_STATUSES = ("matched", "no texture", "no match", "outside reference")
+def window_rounds(windows: list[Window], first: int, then: int) -> list[list[Window]]:
+    """The windows in rounds: ``first`` spread over the whole target, then ``then`` at a time.
+
+    Each round fills the largest gaps the earlier ones left (farthest-point order from a corner),
+    so any prefix of the rounds covers the target evenly.
+    """
+    centres = np.array([[w.col_off + w.width / 2, w.row_off + w.height / 2] for w in windows], float)
+    if not len(windows):
+        return []
+    order = [windows[i] for i in geometry.select_spread(centres, len(windows))]
+    rounds = [order[:first]]
+    rounds += [order[i:i + then] for i in range(first, len(order), then)]
+    return rounds
+
+
+#: Outcomes of a full-resolution window, counted in the report: refined straight from the coarse fit,
+#: matched by the feature matcher (then refined), skipped, or not needed (the pooled fit was precise
+#: enough without it).
+TILE_STATUSES = ("refined", "matched", "no texture", "no match", "outside reference", "not needed")
+#: Outcomes whose tie points the pooled fit uses.
+USED = ("refined", "matched")
 
 
 @dataclass
@@ -95,7 +114,8 @@ class WindowResult:
 
     Attributes:
         window: the target window.
-        status: 'matched', or why it was skipped ('no texture', 'outside reference', 'no match').
+        status: 'refined' (from the coarse fit), 'matched' (by the matcher), or why it was skipped
+            ('no texture', 'outside reference', 'no match').
         target_px: (K, 2) full-resolution target raster coordinates.
         map_xy: (K, 2) reference map coordinates.
         confidence: (K,) strength of each tie point.
@@ -145,6 +165,8 @@ class WindowPlan:
         target_stretch, reference_stretch: the scenes' stretches, shared by every window.
         margin_px: search margin around each window, full-resolution pixels.
         refine_scale: pixels of the coarser input per full-resolution target pixel.
+        direct: the coarse transform was refined to within the refinement's capture range: each window
+            is refined from it at once, and the matcher runs only where that refinement is weak.
     """
 
     coarse_to_map: np.ndarray
@@ -153,6 +175,7 @@ class WindowPlan:
     reference_stretch: raster.Stretch
     margin_px: float
     refine_scale: float = 1.0
+    direct: bool = False
 
 
 def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptions,
@@ -186,31 +209,31 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
                                               margin_m, pixel_size, plan.reference_stretch, sources.reference_mask)
         except (NoOverlapError, EmptyDataError):
             return WindowResult(window, "outside reference")
-        matches = matcher.match(img.pixels, chip.pixels, img.valid, chip.valid)
-        try:
-            result = fit_with_guided_pass(matcher, matches, img, chip, settings)
-        except MatchingError:
-            return WindowResult(window, "no match")
-        fit = result.fit
+        refine_settings = options.refine.at_scale(plan.refine_scale, min(h, w))
         # The coarse transform puts the window centre at the chip's centre, up to the margin.
         predicted = np.linalg.inv(chip.to_world) @ plan.coarse_to_map @ img.to_world
-        centre = [[w / 2, h / 2]]
-        moved = np.linalg.norm(geometry.apply(fit.matrix, centre) - geometry.apply(predicted, centre))
-        if result.support < options.gate.min_inliers or moved > plan.margin_px:
-            return WindowResult(window, "no match")
-        src, dst, conf, tried, agreeing = None, None, None, 0, 0
-        if options.refine.enabled:
-            refined = refine(img, chip, fit.matrix, "affine", options.refine.at_scale(plan.refine_scale, min(h, w)))
-            if refined is not None:
-                keep = refined.inliers
-                src, dst, conf = refined.target_px[keep], refined.chip_px[keep], refined.response[keep]
-                tried, agreeing = refined.tried, int(keep.sum())
-        if src is None:
-            keep = fit.inliers
-            src, dst, conf = result.src[keep], result.dst[keep], result.matches.confidence[keep]
-        strongest = np.argsort(-conf)[: tiles.points_per_window]
-        return WindowResult(window, "matched", geometry.apply(img.to_world, src[strongest]),
-                            geometry.apply(chip.to_world, dst[strongest]), conf[strongest], tried, agreeing)
+        refined, status = None, "refined"
+        if plan.direct:
+            refined = _refine_direct(img, chip, predicted, refine_settings, options.gate.max_log_nfa)
+        if refined is None:
+            status = "matched"
+            matches = matcher.match(img.pixels, chip.pixels, img.valid, chip.valid)
+            try:
+                result = fit_with_guided_pass(matcher, matches, img, chip, settings)
+            except MatchingError:
+                return WindowResult(window, "no match")
+            fit = result.fit
+            if result.support < options.gate.min_inliers or _moved(fit.matrix, predicted, w, h) > plan.margin_px:
+                return WindowResult(window, "no match")
+            if options.refine.enabled:
+                refined = refine(img, chip, fit.matrix, "affine", refine_settings)
+            if refined is None:
+                keep = fit.inliers
+                return _used("matched", window, img, chip, result.src[keep], result.dst[keep],
+                             result.matches.confidence[keep], tiles.points_per_window)
+        keep = refined.inliers
+        return _used(status, window, img, chip, refined.target_px[keep], refined.chip_px[keep], refined.response[keep],
+                     tiles.points_per_window, refined.tried, int(keep.sum()))
 
     results = []
     try:
@@ -224,6 +247,35 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
     return results
 
 
-def status_counts(results: list[WindowResult]) -> dict[str, int]:
-    """Windows per outcome, every outcome of :data:`TILE_STATUSES` listed."""
-    return {status: sum(r.status == status for r in results) for status in TILE_STATUSES}
+def _moved(matrix: np.ndarray, predicted: np.ndarray, w: int, h: int) -> float:
+    """Distance, pixels, between where two target-window -> chip transforms put the window centre."""
+    centre = [[w / 2, h / 2]]
+    return float(np.linalg.norm(geometry.apply(matrix, centre) - geometry.apply(predicted, centre)))
+
+
+def _refine_direct(img: raster.MatchImage, chip: raster.MatchImage, predicted: np.ndarray,
+                   settings: RefineOptions, max_log_nfa: float) -> Refinement | None:
+    """The refinement of a window from the coarse prediction; None where its agreeing correlation
+    windows are not significant (see :func:`georef.refine.window_log_nfa`) or it moves the window
+    beyond the correlation's capture range: there the matcher decides."""
+    refined = refine(img, chip, predicted, "affine", settings)
+    if refined is None or refined.log_nfa > max_log_nfa:
+        return None
+    h, w = img.shape
+    return refined if _moved(refined.matrix, predicted, w, h) <= settings.max_offset_px else None
+
+
+def _used(status: str, window: Window, img: raster.MatchImage, chip: raster.MatchImage, src: np.ndarray,
+          dst: np.ndarray, confidence: np.ndarray, limit: int, tried: int = 0, agreeing: int = 0) -> WindowResult:
+    """A used window's ``limit`` strongest tie points in full-scene coordinates."""
+    strongest = np.argsort(-confidence)[:limit]
+    return WindowResult(window, status, geometry.apply(img.to_world, src[strongest]),
+                        geometry.apply(chip.to_world, dst[strongest]), confidence[strongest], tried, agreeing)
+
+
+def status_counts(results: list[WindowResult], planned: int | None = None) -> dict[str, int]:
+    """Windows per outcome, every outcome of :data:`TILE_STATUSES` listed; of ``planned``, those not tried
+    are "not needed"."""
+    counts = {status: sum(r.status == status for r in results) for status in TILE_STATUSES}
+    counts["not needed"] = max(0, (planned or len(results)) - len(results))
+    return counts

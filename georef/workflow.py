@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rasterio.enums import Resampling
 
-from georef import gcps, inputs, raster
-from georef.errors import MatchingError, QualityGateFailed
+from georef import copyfree, gcps, inputs, raster
+from georef.errors import InvalidOption, MatchingError, QualityGateFailed
 from georef.files import Staging, check_destinations
 from georef.gcpfit import alignment_from_gcps
 from georef.options import AlignOptions, OutputOptions
@@ -27,12 +27,36 @@ from georef.write import write_aligned, write_chunks, write_warped
 log = logging.getLogger(__name__)
 
 
-def planned_outputs(outputs: OutputOptions) -> list[Path]:
-    """Every file that writing ``outputs`` may create."""
-    paths = [Path(outputs.output)] if outputs.output is not None else []
-    if outputs.report is not None:
-        paths += report_paths(outputs.report, outputs.report_figures)
-    return paths
+def raster_outputs(outputs: OutputOptions, target: str | Path) -> list[Path]:
+    """The files that carry the aligned raster (for a sidecar: the raster's name and its ``.aux.xml``)."""
+    if outputs.in_place:
+        return [copyfree.sidecar_path(target)]
+    if outputs.sidecar:
+        return [Path(outputs.output), copyfree.sidecar_path(outputs.output)]
+    return [Path(outputs.output)] if outputs.output is not None else []
+
+
+def check_outputs(outputs: OutputOptions, target: str | Path) -> None:
+    """Refuse, before any work, outputs that cannot be written (see :func:`georef.files.check_destinations`).
+
+    Raises:
+        InvalidOption: inconsistent options, or a sidecar for a target that is not one file.
+        OutputError, OutputExistsError: a destination cannot or must not be written.
+    """
+    outputs.validate()
+    if outputs.sidecar:
+        if not Path(target).is_file() or inputs.is_product(target):
+            raise InvalidOption("{param:sidecar} needs a single raster file as target; "
+                                "for a product or band files write a VRT (-o OUT.vrt)")
+        if not outputs.in_place and Path(outputs.output).suffix.lower() != Path(target).suffix.lower():
+            raise InvalidOption(f"{{param:output}} must keep the target's extension ({Path(target).suffix}) "
+                                "with {param:sidecar}: it is the target under a second name")
+    paths = [] if outputs.report is None else report_paths(outputs.report, outputs.report_figures)
+    if outputs.in_place:  # the sidecar and its backup are replaced: that is what was asked
+        check_destinations([copyfree.sidecar_path(target), copyfree.backup_path(target)], overwrite=True)
+    else:
+        paths += raster_outputs(outputs, target)
+    check_destinations(paths, outputs.overwrite)
 
 
 def align_file(target: str | Path, reference: str | Path, outputs: OutputOptions = OutputOptions(),
@@ -53,8 +77,7 @@ def align_file(target: str | Path, reference: str | Path, outputs: OutputOptions
     """
     options = options or AlignOptions()
     options.validate()
-    outputs.validate()
-    check_destinations(planned_outputs(outputs), outputs.overwrite)
+    check_outputs(outputs, target)
     try:
         alignment = estimate_alignment(target, reference, options, reporter)
     except MatchingError as exc:
@@ -85,19 +108,25 @@ def write_outputs(alignment: Alignment, target: str | Path, outputs: OutputOptio
         The alignment, its timings completed by the write stage.
     """
     stages = Stages(reporter)
-    write_raster = outputs.output is not None and (alignment.quality.passed or outputs.force)
+    kind = outputs.kind
+    write_raster = kind is not None and (alignment.quality.passed or outputs.force)
     with Staging(outputs.overwrite) as staging:
         if write_raster:
-            with stages.stage("write", write_chunks(alignment.height)) as step, raster.bounded_gdal_cache(), \
+            chunks = write_chunks(alignment.height) if kind == "geotiff" else 1
+            with stages.stage("write", chunks) as step, raster.gdal_env(), \
                     inputs.ResolvedInput(target, product_bands) as readable:
-                if outputs.warp:
+                if kind == "sidecar":
+                    copyfree.write_sidecar(target, alignment, outputs.output, staging)
+                elif kind == "vrt":
+                    copyfree.write_vrt(readable, outputs.output, alignment, outputs.gcps, staging)
+                elif kind == "warp":
                     write_warped(readable, outputs.output, alignment, Resampling[outputs.resampling],
                                  outputs.target_res, staging, outputs.max_output_pixels)
                 else:
                     write_aligned(readable, outputs.output, alignment, outputs.gcps, staging, step)
         if outputs.report is not None:
-            write_report(outputs.report, alignment, outputs.output if write_raster else None,
-                         outputs.report_figures, staging, stages.seconds)
+            written = raster_outputs(outputs, target)[0] if write_raster else None
+            write_report(outputs.report, alignment, written, outputs.report_figures, staging, stages.seconds)
         staging.commit()
     return replace(alignment, timings={**alignment.timings, **stages.seconds})
 
@@ -117,8 +146,7 @@ def fit_file(gcp_file: str | Path, target: str | Path, outputs: OutputOptions, m
     Raises:
         GcpFormatError, DegenerateGcps: the GCPs cannot be read or cannot determine the model.
     """
-    outputs.validate()
-    check_destinations(planned_outputs(outputs), outputs.overwrite)
+    check_outputs(outputs, target)
     alignment = alignment_from_gcps(gcps.read(gcp_file), target, model, reference, source=gcp_file)
     return write_outputs(alignment, target, outputs, reporter=reporter)
 

@@ -32,18 +32,6 @@ _ROWS_PER_CHUNK = 1024
 DEFAULT_MODEL_GCPS = 64
 
 
-def select_spread(points: np.ndarray, n: int, first: int = 0) -> np.ndarray:
-    """Indexes of ``n`` well-spread points, by farthest-point sampling from ``first``."""
-    n = min(n, len(points))
-    chosen = [first]
-    dist = np.linalg.norm(points - points[first], axis=1)
-    for _ in range(n - 1):
-        nxt = int(dist.argmax())
-        chosen.append(nxt)
-        dist = np.minimum(dist, np.linalg.norm(points - points[nxt], axis=1))
-    return np.array(chosen)
-
-
 def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
     """``n`` well-spread inlier tie points as GCPs.
 
@@ -55,7 +43,7 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
     tp = alignment.tie_points
     idx = np.flatnonzero(tp.inlier)
     pts = tp.target_px[idx]
-    picked = idx[select_spread(pts, n, first=int(tp.residual_px[idx].argmin()))]
+    picked = idx[geometry.select_spread(pts, n, first=int(tp.residual_px[idx].argmin()))]
     map_xy = alignment.predict(tp.target_px[picked])
     return [
         GroundControlPoint(

@@ -89,3 +89,8 @@ def test_known_similarity_is_recovered_with_outliers(rot, scale, tx, ty, seed):
     fit = fit_transform(src, dst, "similarity", threshold=1.0)
     np.testing.assert_allclose(fit.matrix, truth, atol=1e-6)
     assert not fit.inliers[:20].any() and fit.inliers[20:].all()
+
+
+def test_select_spread_prefers_far_points():
+    pts = np.array([[0, 0], [1, 0], [100, 0], [0, 100], [100, 100], [50, 50]], float)
+    assert set(geometry.select_spread(pts, 4).tolist()) == {0, 2, 3, 4}

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -5,7 +7,7 @@ from affine import Affine
 from georef import geometry
 from georef import AlignOptions, estimate_alignment
 from georef.options import TileOptions
-from georef.tiles import window_grid
+from georef.tiles import window_grid, window_rounds
 
 from conftest import crop, write_tif
 
@@ -44,19 +46,41 @@ def large_pair(tmp_path, scene):
 
 def test_large_target_is_matched_coarse_to_fine(large_pair):
     target, ref, truth = large_pair
-    options = AlignOptions(max_size=512, tiles=TileOptions(size=512, overlap=128, max_windows=16))
-    result = estimate_alignment(target, ref, options)
+    every_window = TileOptions(size=512, overlap=128, max_windows=16, target_fit_ce90_px=0)
+    result = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=every_window))
     assert result.quality.passed
     error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 1400, 1400) / 10
     assert error < 0.2
-    assert result.tiles["matched"] >= 10 and result.tiles["no texture"] >= 1
-    assert sum(result.tiles.values()) == 16
+    assert result.tiles["refined"] + result.tiles["matched"] >= 10 and result.tiles["no texture"] >= 1
+    assert sum(result.tiles.values()) == 16 and result.tiles["not needed"] == 0
     # tie points come from the full-resolution windows, none from the flat corner
     tp = result.tie_points.target_px
     assert len(tp) > 500 and not ((tp[:, 0] < 550) & (tp[:, 1] < 550)).any()
     coarse = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=TileOptions(size=0)))
     coarse_error = geometry.mean_corner_distance(coarse.transform, geometry.to_matrix(truth), 1400, 1400) / 10
     assert not coarse.tiles and coarse_error > error  # the fine pass is what makes it sub-pixel
+
+
+def test_windows_come_in_rounds_until_the_fit_is_precise(large_pair):
+    """A precise coarse fit: windows are refined from it without the matcher, and fewer are needed."""
+    target, ref, truth = large_pair
+    tiles = TileOptions(size=512, overlap=128, max_windows=16, first_windows=4, more_windows=4)
+    result = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=tiles))
+    assert result.quality.passed and result.tiles["matched"] == 0 and result.tiles["not needed"] >= 4
+    assert result.accuracy.fit_ce90_px <= tiles.target_fit_ce90_px
+    error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 1400, 1400) / 10
+    assert error < 0.3
+    strict = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=replace(tiles, target_fit_ce90_px=0.01)))
+    assert strict.tiles["not needed"] == 0  # never precise enough: every window is tried
+
+
+def test_window_rounds_spread_over_the_target():
+    grid = window_grid(2048, 2048, 512, 0)
+    rounds = window_rounds(grid, 4, 5)
+    assert [len(r) for r in rounds] == [4, 5, 5, 2]
+    first = {(w.col_off, w.row_off) for w in rounds[0]}
+    assert first == {(0, 0), (1536, 1536), (0, 1536), (1536, 0)}  # the corners first
+    assert sorted((w.col_off, w.row_off) for r in rounds for w in r) == sorted((w.col_off, w.row_off) for w in grid)
 
 
 def test_windows_in_parallel_give_the_same_result(large_pair):

@@ -8,7 +8,7 @@ from rasterio.enums import ColorInterp
 
 from georef import geometry
 from georef import OutputOptions, align_file, estimate_alignment
-from georef.write import select_spread, write_aligned
+from georef.write import write_aligned
 
 from conftest import crop, write_tif
 
@@ -59,11 +59,6 @@ def test_gcps_are_embedded_instead_of_a_geotransform(tmp_path, pair):
     t, w, h = calculate_default_transform(crs, crs, 512, 512, gcps=gcps, resolution=10)
     corner = geometry.apply(result.transform, [[0, 0]])[0]
     assert abs(t.c - corner[0]) < 10 and abs(t.f - corner[1]) < 10
-
-
-def test_select_spread_prefers_far_points():
-    pts = np.array([[0, 0], [1, 0], [100, 0], [0, 100], [100, 100], [50, 50]], float)
-    assert set(select_spread(pts, 4).tolist()) == {0, 2, 3, 4}
 
 
 def test_failed_write_leaves_nothing(tmp_path, pair, monkeypatch):

@@ -13,7 +13,8 @@ from georef.options import AlignOptions, RefineOptions, TileOptions
 @click.argument("target", type=options.raster_input)
 @click.option("--ref", "reference", required=True, type=options.raster_input,
               help="Georeferenced reference: raster, Sentinel-2 .SAFE folder or zip, or band files joined by commas.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Aligned GeoTIFF to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Output: a GeoTIFF, a .vrt over the target's own pixels, or with --sidecar a second name for it.")
 @click.option("--dry-run", is_flag=True, help="Write no raster: estimate, and write the --report only.")
 @options.matcher
 @options.model
@@ -37,6 +38,9 @@ from georef.options import AlignOptions, RefineOptions, TileOptions
 @click.option("--tile-overlap", type=click.IntRange(min=0), default=TileOptions.overlap, show_default=True)
 @click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True,
               help="Most windows matched; a larger grid is thinned evenly.")
+@click.option("--window-precision", type=options.Finite(low=0), default=TileOptions.target_fit_ce90_px,
+              show_default=True, help="Windows are added, a round at a time, until the fit's statistical CE90 "
+              "is this small, px; 0: every window.")
 @options.jobs
 @click.option("--global-search", is_flag=True,
               help="Ignore the target's georeference and search the whole reference (automatic without one).")
@@ -50,9 +54,9 @@ def align(target, reference, output, dry_run, **kw):
     TARGET may be a raster, a Sentinel-2 .SAFE folder or zip, or single-band files joined by commas.
     """
     from georef.report import summary
-    from georef.workflow import align_file
+    from georef.workflow import align_file, raster_outputs
 
-    if output is None and not dry_run:
+    if output is None and not dry_run and not kw["in_place"]:
         raise click.UsageError("give the output with -o OUT.tif, or --dry-run to only estimate (with --report)")
     if output is not None and dry_run:
         raise click.UsageError("-o and --dry-run exclude each other")
@@ -64,7 +68,7 @@ def align(target, reference, output, dry_run, **kw):
         rotation_search=kw["rotation_search"], weights=kw["weights"], target_crs=kw["target_crs"],
         gate=options.gate_from(kw),
         tiles=TileOptions(size=kw["tile_size"], overlap=kw["tile_overlap"], max_windows=kw["max_windows"],
-                          jobs=kw["jobs"]),
+                          target_fit_ce90_px=kw["window_precision"], jobs=kw["jobs"]),
         mask_target=kw["mask_target"], mask_ref=kw["mask_ref"], global_search=kw["global_search"],
         approx_center=kw["approx_center"], device=kw["device"], correlation_first=kw["correlation"],
     )
@@ -74,5 +78,5 @@ def align(target, reference, output, dry_run, **kw):
         click.echo(summary(exc.alignment), err=True)
         raise
     click.echo(summary(result), err=True)
-    if output:
-        click.echo(f"wrote {output}", err=True)
+    if not dry_run:
+        click.echo("wrote " + ", ".join(map(str, raster_outputs(outputs, target))), err=True)

@@ -24,6 +24,8 @@ PARAM_FLAGS = {
     "max_ce90_px": "--max-ce90",
     "lowpass_sigma": "--refine-lowpass",
     "product_bands": "--bands",
+    "target_fit_ce90_px": "--window-precision",
+    "output": "-o/--output",
 }
 
 
@@ -171,6 +173,11 @@ _output_options = [
                  help="Resampling of --warp."),
     click.option("--max-output-pixels", type=click.IntRange(min=1), default=MAX_OUTPUT_PIXELS, show_default=True,
                  help="Largest --warp output, pixels per band."),
+    click.option("--sidecar", is_flag=True,
+                 help="Copy no pixel: -o becomes a hard link to the target, its new georeference in a GDAL "
+                      ".aux.xml beside it (with --in-place: beside the target itself)."),
+    click.option("--in-place", is_flag=True,
+                 help="With --sidecar: write TARGET.aux.xml (the previous one kept as .aux.xml.bak); no -o."),
     click.option("--overwrite", is_flag=True, help="Replace existing outputs (regular files only)."),
 ]
 
@@ -184,7 +191,8 @@ def outputs_from(output, kwargs: dict, **extra) -> OutputOptions:
     return OutputOptions(
         output=output, report=kwargs.pop("report"), gcps=kwargs.pop("n_gcps"), warp=kwargs.pop("warp"),
         resampling=kwargs.pop("resampling"), target_res=kwargs.pop("target_res"),
-        max_output_pixels=kwargs.pop("max_output_pixels"), overwrite=kwargs.pop("overwrite"), **extra,
+        max_output_pixels=kwargs.pop("max_output_pixels"), overwrite=kwargs.pop("overwrite"),
+        sidecar=kwargs.pop("sidecar"), in_place=kwargs.pop("in_place"), **extra,
     )
 
 

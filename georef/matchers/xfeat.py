@@ -87,7 +87,7 @@ class XFeatMatcher(Matcher):
         if len(pts0) == 0 or len(pts1) == 0:
             return Matches.empty(len(pts0), len(pts1))
         if prior is None:
-            i0, i1, conf = mutual_nearest(d0 @ d1.T, self.min_similarity)
+            i0, i1, conf = mutual_nearest(d0, d1, self.min_similarity)
         else:
             i0, i1, conf = mutual_nearest_within(lambda i, j: (d0[i] * d1[j]).sum(-1), pts0, pts1, prior, radius,
                                                  self.min_similarity)

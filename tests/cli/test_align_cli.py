@@ -36,6 +36,20 @@ def test_align_writes_output_and_report(pair, tmp_path):
     assert "rasterio" in data["versions"] and "torch" in data["versions"]
 
 
+def test_copy_free_outputs(pair, tmp_path):
+    import rasterio
+
+    vrt = tmp_path / "out.vrt"
+    result = run("align", pair.target, "--ref", pair.reference, "-o", vrt)
+    assert result.exit_code == 0, result.output
+    result = run("align", pair.target, "--ref", pair.reference, "--sidecar", "--in-place")
+    assert result.exit_code == 0, result.output
+    assert f"wrote {pair.target}.aux.xml" in result.output
+    with rasterio.open(vrt) as a, rasterio.open(pair.target) as b:
+        assert a.transform.almost_equals(b.transform, 1e-6)  # both carry the alignment
+        assert np.hypot(a.transform.c - pair.truth.c, a.transform.f - pair.truth.f) < 10
+
+
 def test_quiet_prints_no_log(pair, tmp_path):
     result = run("-q", "align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--matcher", "sift")
     assert result.exit_code == 0, result.output

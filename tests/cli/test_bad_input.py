@@ -66,6 +66,11 @@ ALIGN_REFUSED_BEFORE_WORK = {
     "output in a file's place": (["-o", "{target}/x.tif"], ["is not a folder"]),
     "report in a file's place": (["--report", "{target}/r.json"], ["is not a folder"]),
     "output is a folder": (["-o", "{dir}"], []),
+    "in-place without sidecar": (["--in-place"], ["--in-place applies to --sidecar only"]),
+    "in-place with an output": (["--sidecar", "--in-place"], ["--in-place writes beside the target", "-o/--output"]),
+    "sidecar with GCPs": (["--sidecar", "--gcps", "8"], ["--sidecar carries a geotransform only"]),
+    "sidecar under another extension": (["--sidecar", "-o", "{dir}/x.jp2"], ["must keep the target's extension"]),
+    "VRT of a warp": (["--warp", "-o", "{dir}/x.vrt"], ["--warp writes a Cloud-Optimized GeoTIFF"]),
 }
 
 

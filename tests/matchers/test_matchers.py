@@ -53,9 +53,23 @@ def test_mutual_nearest_needs_both_directions():
     import torch
 
     sim = torch.tensor([[0.9, 0.8], [0.95, 0.1]])
-    i0, i1, conf = mutual_nearest(sim)
+    i0, i1, conf = mutual_nearest(sim, torch.eye(2))  # descriptors whose similarity is ``sim``
     # row 0's best is column 0, but column 0 prefers row 1: only (1, 0) is mutual
     assert i0.tolist() == [1] and i1.tolist() == [0] and conf[0] == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("chunk", [64, 1000])
+def test_mutual_nearest_in_chunks_equals_argmax_both_ways(chunk):
+    import torch
+
+    torch.manual_seed(0)
+    d0, d1 = torch.randn(700, 16), torch.randn(500, 16)
+    sim = d0 @ d1.T
+    forward, backward = sim.argmax(dim=1), sim.argmax(dim=0)
+    expected = [(i, int(j)) for i, j in enumerate(forward) if backward[j] == i and sim[i, j] > 0.5]
+    i0, i1, conf = mutual_nearest(d0, d1, 0.5, rows_per_chunk=chunk)
+    assert list(zip(i0.tolist(), i1.tolist())) == expected and len(expected) > 50
+    np.testing.assert_allclose(conf, [float(sim[i, j]) for i, j in expected], rtol=1e-5)
 
 
 @pytest.mark.parametrize("n0, n1", [(3000, 2800), (40, 0), (0, 40)])
