@@ -105,3 +105,13 @@ class QualityGateFailed(GeorefError, RuntimeError):
     def __init__(self, message: str, path: str | Path | None = None, alignment=None) -> None:
         super().__init__(message, path)
         self.alignment = alignment
+
+
+class BatchInputError(GeorefError, ValueError):
+    """A batch's list of pairs cannot be read: a bad table, an empty glob, an unreadable STAC file."""
+
+
+class BatchIncomplete(GeorefError, RuntimeError):
+    """Some pairs of a batch failed; the others were written and every pair is in the results."""
+
+    exit_code = 3

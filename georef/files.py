@@ -21,6 +21,7 @@ import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 
 from georef.errors import OutputError, OutputExistsError
@@ -77,6 +78,14 @@ def check_destinations(paths: Iterable[str | Path], overwrite: bool = False) -> 
 def temporary_path(destination: Path) -> Path:
     """A hidden temporary name beside ``destination``, with its extension (GDAL picks drivers by it)."""
     return destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.part{destination.suffix}")
+
+
+def remove_leftovers(destinations: Iterable[str | Path]) -> None:
+    """Remove the temporary files of ``destinations`` that a killed process left (see :func:`temporary_path`)."""
+    for destination in map(Path, destinations):
+        if destination.parent.is_dir():
+            for leftover in destination.parent.glob(f".{glob_escape(destination.name)}.*.part*"):
+                leftover.unlink(missing_ok=True)
 
 
 class Staging:

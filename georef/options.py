@@ -190,7 +190,8 @@ class AlignOptions:
         global_search: ignore the target's georeference and search the whole reference
             (automatic for a target without one).
         approx_center: (lon, lat) around which the global search looks.
-        device: torch device of the matcher.
+        device: torch device of the matcher and of the refinement's FFTs: ``auto`` (CUDA where torch
+            sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:1``...
         correlation_first: try one correlation of the whole target before the feature matcher
             (see :func:`georef.pipeline.correlate_coarse`); the matcher runs where it is not convincing.
     """
@@ -214,7 +215,7 @@ class AlignOptions:
     mask_ref: str | None = None
     global_search: bool = False
     approx_center: tuple[float, float] | None = None
-    device: str = "cpu"
+    device: str = "auto"
     correlation_first: bool = True
 
     def validate(self) -> None:

@@ -20,7 +20,7 @@ from georef import accuracy, correlate, geometry, inputs, raster, search, tiles
 from georef.accuracy import Accuracy
 from georef.errors import BandError, MatchingError, MissingGeoreference
 from georef.fitting import MIN_POINTS, Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
-from georef.matchers import create_matcher
+from georef.matchers import create_matcher, resolve_device
 from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotated
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
@@ -208,6 +208,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     """
     options = options or AlignOptions()
     options.validate()
+    options = replace(options, device=resolve_device(options.device))
     if options.product_bands != "TCI" and not (inputs.is_product(target) or inputs.is_product(reference)):
         raise BandError(f"band names ({options.product_bands}) select the files of a Sentinel-2 product and neither "
                         "input is one: give band numbers ({param:bands})", target)
@@ -309,7 +310,7 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
     start = claimed @ geometry.translation(*offset.shift)
     settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
     with stages.stage("refine"):
-        refined = refine(target, chip, start, _fit_settings(options).model, settings)
+        refined = refine(target, chip, start, _fit_settings(options).model, settings, options.device)
     if refined is None or refined.log_nfa > options.gate.max_log_nfa:
         log.info("correlation: the refinement's windows do not confirm the offset; matching keypoints")
         return None
@@ -506,7 +507,8 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     """
     settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
     with stages.stage("refine"):
-        refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings)
+        refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings,
+                         options.device)
     if refined is None:
         return coarse, {}
     fit = coarse.fit.with_matrix(refined.matrix, coarse.src, coarse.dst, options.threshold_px, refined.model)

@@ -91,7 +91,8 @@ def _lowpass(size: int, sigma: float) -> torch.Tensor:
     return torch.exp(-(fx**2 + fy**2) / (2 * sigma**2))
 
 
-def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
+                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel shifts between stacks of square windows by low-pass weighted phase correlation.
 
     Plain phase correlation whitens the spectrum, so its peak is a sharp sinc that
@@ -103,20 +104,21 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1) ->
     Args:
         a, b: (M, n, n) float32 windows.
         lowpass_sigma: width of the Gaussian weight, cycles per pixel.
+        device: torch device of the FFTs (the peak is found on the CPU).
 
     Returns:
         (M, 2) shifts (x, y) such that the content of ``a`` at p is in ``b`` at
         p + shift, and (M,) peak heights (1 for identical content, near 0 for none).
     """
     m, n, _ = a.shape
-    hann = torch.from_numpy(cv2.createHanningWindow((n, n), cv2.CV_32F))
-    windows = torch.from_numpy(np.stack([a, b]).astype(np.float32, copy=False))
+    hann = torch.from_numpy(cv2.createHanningWindow((n, n), cv2.CV_32F)).to(device)
+    windows = torch.from_numpy(np.stack([a, b]).astype(np.float32, copy=False)).to(device)
     spectra = torch.fft.rfft2((windows - windows.mean(dim=(2, 3), keepdim=True)) * hann)
     cross = spectra[0].conj() * spectra[1]
-    weight = _lowpass(n, lowpass_sigma)
+    weight = _lowpass(n, lowpass_sigma).to(device)
     # Scaled so that identical windows peak at 1; irfft2 of the weight alone is that peak.
     unit = torch.fft.irfft2(weight, s=(n, n))[0, 0]
-    surface = (torch.fft.irfft2(cross / (cross.abs() + 1e-12) * weight, s=(n, n)) / unit).numpy()
+    surface = (torch.fft.irfft2(cross / (cross.abs() + 1e-12) * weight, s=(n, n)) / unit).cpu().numpy()
     rows = np.arange(m)
     py, px = np.unravel_index(surface.reshape(m, -1).argmax(axis=1), (n, n))
     peak = surface[rows, py, px]
@@ -146,6 +148,7 @@ def measure_windows(
     min_response: float = 0.05,
     max_offset: float = 3.0,
     lowpass_sigma: float = 0.1,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Offsets of ``reference`` against ``target`` in windows on a grid.
 
@@ -156,7 +159,7 @@ def measure_windows(
         step: grid spacing, pixels.
         min_response: weakest phase-correlation peak accepted.
         max_offset: largest offset accepted, pixels.
-        lowpass_sigma: see :func:`phase_correlate`.
+        lowpass_sigma, device: see :func:`phase_correlate`.
 
     Returns:
         (M, 2) window centres (raster coordinates), (M, 2) offsets such that
@@ -180,7 +183,7 @@ def measure_windows(
         part = slice(start, start + _WINDOW_BATCH)
         a = np.stack([gt[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
         b = np.stack([gr[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
-        offsets[part], responses[part] = phase_correlate(a, b, lowpass_sigma)
+        offsets[part], responses[part] = phase_correlate(a, b, lowpass_sigma, device)
     keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
     centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
     return centres[keep], offsets[keep], responses[keep], len(ys)
@@ -199,7 +202,7 @@ def window_log_nfa(tried: int, agreeing: int, threshold_px: float, window: int, 
 
 
 def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
-           options: RefineOptions = RefineOptions()) -> Refinement | None:
+           options: RefineOptions = RefineOptions(), device: str = "cpu") -> Refinement | None:
     """Refine a target-raster -> chip-raster transform to sub-pixel precision.
 
     Each round resamples the chip onto the target grid through the transform,
@@ -216,6 +219,7 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         options: window size, rounds, thresholds and the spectral weight (see
             :func:`phase_correlate`; its default, 0.1 cycles/px, was chosen on the
             s2-seasons benchmark, see docs/benchmarks.md).
+        device: torch device of the correlations' FFTs.
 
     Returns:
         The refinement, or None where too few windows hold texture.
@@ -227,7 +231,7 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         centres, offsets, responses, tried = measure_windows(target.pixels, warped, target.valid & warped_valid,
                                                              options.window, options.window // 2,
                                                              max_offset=options.max_offset_px,
-                                                             lowpass_sigma=options.lowpass_sigma)
+                                                             lowpass_sigma=options.lowpass_sigma, device=device)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result

@@ -214,7 +214,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
         predicted = np.linalg.inv(chip.to_world) @ plan.coarse_to_map @ img.to_world
         refined, status = None, "refined"
         if plan.direct:
-            refined = _refine_direct(img, chip, predicted, refine_settings, options.gate.max_log_nfa)
+            refined = _refine_direct(img, chip, predicted, refine_settings, options.gate.max_log_nfa, options.device)
         if refined is None:
             status = "matched"
             matches = matcher.match(img.pixels, chip.pixels, img.valid, chip.valid)
@@ -226,7 +226,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
             if result.support < options.gate.min_inliers or _moved(fit.matrix, predicted, w, h) > plan.margin_px:
                 return WindowResult(window, "no match")
             if options.refine.enabled:
-                refined = refine(img, chip, fit.matrix, "affine", refine_settings)
+                refined = refine(img, chip, fit.matrix, "affine", refine_settings, options.device)
             if refined is None:
                 keep = fit.inliers
                 return _used("matched", window, img, chip, result.src[keep], result.dst[keep],
@@ -254,11 +254,11 @@ def _moved(matrix: np.ndarray, predicted: np.ndarray, w: int, h: int) -> float:
 
 
 def _refine_direct(img: raster.MatchImage, chip: raster.MatchImage, predicted: np.ndarray,
-                   settings: RefineOptions, max_log_nfa: float) -> Refinement | None:
+                   settings: RefineOptions, max_log_nfa: float, device: str = "cpu") -> Refinement | None:
     """The refinement of a window from the coarse prediction; None where its agreeing correlation
     windows are not significant (see :func:`georef.refine.window_log_nfa`) or it moves the window
     beyond the correlation's capture range: there the matcher decides."""
-    refined = refine(img, chip, predicted, "affine", settings)
+    refined = refine(img, chip, predicted, "affine", settings, device)
     if refined is None or refined.log_nfa > max_log_nfa:
         return None
     h, w = img.shape

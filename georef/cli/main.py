@@ -94,6 +94,8 @@ def cli(verbose: int, quiet: bool, threads: int | None) -> None:
 
 def _register() -> None:
     from georef.cli.align import align
+    from georef.cli.batch import batch
+    from georef.cli.batch_benchmark import batch_benchmark
     from georef.cli.benchmark import benchmark
     from georef.cli.fit import fit
     from georef.cli.gcps import gcps
@@ -101,7 +103,7 @@ def _register() -> None:
     from georef.cli.scene_benchmark import scene_benchmark
     from georef.cli.weights import weights
 
-    for command in (align, benchmark, scene_benchmark, gcps, fit, matchers, weights):
+    for command in (align, batch, benchmark, batch_benchmark, scene_benchmark, gcps, fit, matchers, weights):
         cli.add_command(command)
 
 

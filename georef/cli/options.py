@@ -12,7 +12,8 @@ import sys
 import click
 
 from georef.matchers import MATCHERS
-from georef.options import MAX_OUTPUT_PIXELS, RESAMPLING, AlignOptions, OutputOptions, QualityGate, TileOptions
+from georef.options import (MAX_OUTPUT_PIXELS, RESAMPLING, AlignOptions, OutputOptions, QualityGate, RefineOptions,
+                            TileOptions)
 from georef.transforms import MODEL_NAMES
 
 #: Library parameter -> the flag that sets it, for error messages (others: ``--name-with-dashes``).
@@ -130,7 +131,8 @@ target_crs = click.option("--target-crs", callback=_crs,
 approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
                              help="Where the global search looks.")
 device = click.option("--device", default=AlignOptions.device, show_default=True,
-                      help="torch device of the matcher, e.g. cpu or cuda.")
+                      help="torch device of the matcher and the refinement: auto (CUDA where there is a GPU), "
+                           "cpu, cuda.")
 
 
 def _stacked(options: list):
@@ -214,3 +216,67 @@ def reporter_from(kwargs: dict):
     if bars if bars is not None else sys.stderr.isatty():
         return TerminalReporter(sys.stderr)
     return Reporter()
+
+
+_alignment_options = [
+    matcher,
+    model,
+    bands,
+    weights,
+    max_shift,
+    target_crs,
+    click.option("--threshold", type=Finite(0, low_open=True), default=AlignOptions.threshold_px,
+                 show_default=True, help="RANSAC inlier threshold, px."),
+    gate,
+    click.option("--refine/--no-refine", default=RefineOptions.enabled, show_default=True,
+                 help="Refine the fit to sub-pixel precision by local phase correlation."),
+    click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees."),
+    click.option("--correlation/--no-correlation", default=AlignOptions.correlation_first, show_default=True,
+                 help="Try one correlation of the whole target before the feature matcher."),
+    click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so)."),
+    mask_target,
+    mask_ref,
+    click.option("--tile-size", type=click.IntRange(min=0), default=TileOptions.size, show_default=True,
+                 help="Window side of the full-resolution pass over large targets, px; 0: coarse only."),
+    click.option("--tile-overlap", type=click.IntRange(min=0), default=TileOptions.overlap, show_default=True),
+    click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True,
+                 help="Most windows matched; a larger grid is thinned evenly."),
+    click.option("--window-precision", type=Finite(low=0), default=TileOptions.target_fit_ce90_px,
+                 show_default=True, help="Windows are added, a round at a time, until the fit's statistical CE90 "
+                 "is this small, px; 0: every window."),
+    jobs,
+    click.option("--global-search", is_flag=True,
+                 help="Ignore the target's georeference and search the whole reference (automatic without one)."),
+    approx_center,
+    device,
+]
+
+#: Every setting of :class:`AlignOptions` (and ``--force``), shared by ``align`` and ``batch``.
+alignment = _stacked(_alignment_options)
+
+
+def alignment_from(kwargs: dict) -> AlignOptions:
+    """:class:`AlignOptions` from the options of :data:`alignment` (``--force`` excepted)."""
+    return AlignOptions(
+        matcher=kwargs["matcher"], model=kwargs["model"], **split_bands(kwargs["bands"]),
+        max_shift_m=kwargs["max_shift"], threshold_px=kwargs["threshold"],
+        refine=RefineOptions(enabled=kwargs["refine"]), rotation_search=kwargs["rotation_search"], weights=kwargs["weights"], target_crs=kwargs["target_crs"],
+        gate=gate_from(kwargs),
+        tiles=TileOptions(size=kwargs["tile_size"], overlap=kwargs["tile_overlap"], max_windows=kwargs["max_windows"],
+                          target_fit_ce90_px=kwargs["window_precision"], jobs=kwargs["jobs"]),
+        mask_target=kwargs["mask_target"], mask_ref=kwargs["mask_ref"], global_search=kwargs["global_search"],
+        approx_center=kwargs["approx_center"], device=kwargs["device"], correlation_first=kwargs["correlation"],
+    )
+
+
+def quiet_dask() -> None:
+    """Dask logs every start and stop of its workers: shown with -vv only.
+
+    ``distributed`` sets its loggers' levels when imported, so it is imported first.
+    """
+    import importlib
+    import logging
+
+    importlib.import_module("distributed")
+    if not logging.getLogger("georef").isEnabledFor(logging.DEBUG):
+        logging.getLogger("distributed").setLevel(logging.WARNING)

@@ -59,6 +59,15 @@ DESCRIPTIONS: dict[str, str] = {m.name: m.description for m in _INFO}
 USER_WEIGHTS: tuple[str, ...] = tuple(m.name for m in _INFO if m.weights == "user")
 
 
+def resolve_device(device: str) -> str:
+    """The torch device ``device`` names: ``auto`` is CUDA where torch sees a GPU, else the CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @functools.lru_cache(maxsize=8)
 def create_matcher(name: str, weights_path: str | None = None, device: str = "cpu") -> "Matcher":
     """Return a matcher by name; instances are cached so weights load once per process.
@@ -78,7 +87,7 @@ def create_matcher(name: str, weights_path: str | None = None, device: str = "cp
     module, _, cls = info.factory.partition(":")
     factory = getattr(importlib.import_module(module), cls)
     args = () if info.variant is None else (info.variant,)
-    kwargs = {} if info.weights == "none" else {"weights_path": weights_path, "device": device}
+    kwargs = {} if info.weights == "none" else {"weights_path": weights_path, "device": resolve_device(device)}
     return factory(*args, **kwargs)
 
 

@@ -106,3 +106,12 @@ def test_lightglue_weights_that_do_not_fit_are_refused(tmp_path):
     torch.save({"not.a.weight": torch.zeros(1)}, bogus)
     with pytest.raises(WeightsUnavailable, match="bogus.pth: does not fit LightGlue"):
         LightGlueMatcher("aliked-lightglue", weights_path=bogus)
+
+
+def test_auto_device_is_cuda_only_where_torch_sees_a_gpu():
+    import torch
+
+    from georef.matchers import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"

@@ -1,0 +1,115 @@
+"""Batch benchmark: the same pairs aligned one after another in one process, as a shell loop of
+``georef align`` calls, and by ``georef batch`` on 1 and 2 workers.
+
+The pairs are the benchmark's warp cases (s2-seasons subtiles, both season pairs).
+Every way writes the same GeoTIFF outputs; times are wall-clock, start-up included
+(the shell loop's per-call start-up and model load is what a batch removes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _in_process(cases, out_dir: Path, threads: int) -> float:
+    from georef import threads as torch_threads
+    from georef.errors import GeorefError
+    from georef.options import OutputOptions
+    from georef.workflow import align_file
+
+    torch_threads.request(threads)
+    start = time.perf_counter()
+    for i, case in enumerate(cases):
+        try:
+            align_file(case.target, case.reference, OutputOptions(output=out_dir / f"{i}.tif", overwrite=True))
+        except GeorefError:
+            pass
+    torch_threads.request(None)
+    return time.perf_counter() - start
+
+
+def _shell_loop(cases, out_dir: Path) -> float:
+    georef = Path(sys.executable).parent / "georef"
+    start = time.perf_counter()
+    for i, case in enumerate(cases):
+        subprocess.run([str(georef), "-q", "align", str(case.target), "--ref", str(case.reference), "-o",
+                        str(out_dir / f"{i}.tif"), "--overwrite"], capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def _batch(cases, out_dir: Path, workers: int) -> tuple[float, float]:
+    from georef.batch import Pair, engine
+    from georef.options import OutputOptions
+
+    pairs = [Pair(str(c.target), str(c.reference)) for c in cases]
+    start = time.perf_counter()
+    client = engine.start_client(workers)
+    try:
+        table = engine.run(pairs, out_dir, outputs=OutputOptions(report_figures=False, overwrite=True), client=client)
+    finally:
+        client.close()
+        client.cluster.close()
+    return time.perf_counter() - start, float(table["peak_rss_mb"].max())
+
+
+def run_batch_benchmark(data: str | Path, out_dir: str | Path, pairs: int = 60, shell_pairs: int = 12) -> dict:
+    """Time the ways of aligning ``pairs`` pairs; write ``batch.json`` and ``batch.md``.
+
+    Args:
+        data: the s2-seasons folder.
+        out_dir: work folder (cases cached, outputs replaced).
+        pairs: pairs aligned by each way (winter and summer_prev against summer).
+        shell_pairs: pairs of the shell loop (each call pays the start-up: fewer suffice).
+    """
+    from georef.benchmark.cases import CaseSpec, build_cases
+
+    out_dir = Path(out_dir)
+    spec = CaseSpec(seasons=(("winter", "summer"), ("summer_prev", "summer")))
+    cases = build_cases(Path(data), out_dir / "cases", spec)
+    cases = cases[:pairs]
+    runs = {}
+    for name, work in (
+        ("in-process, 2 threads", lambda d: _in_process(cases, d, 2)),
+        ("in-process, 1 thread", lambda d: _in_process(cases, d, 1)),
+        ("batch, 1 worker", lambda d: _batch(cases, d, 1)),
+        ("batch, 2 workers", lambda d: _batch(cases, d, 2)),
+        ("shell loop of georef align", lambda d: _shell_loop(cases[:shell_pairs], d)),
+    ):
+        folder = out_dir / "runs" / name.replace(" ", "_").replace(",", "")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        log.info("batch benchmark: %s", name)
+        result = work(folder)
+        seconds, rss = result if isinstance(result, tuple) else (result, None)
+        n = shell_pairs if name.startswith("shell") else len(cases)
+        runs[name] = {"pairs": n, "seconds": seconds, "s_per_pair": seconds / n, "pairs_per_min": 60 * n / seconds,
+                      "worker_peak_rss_mb": rss}
+    two = runs["batch, 2 workers"]["s_per_pair"]
+    summary = {"pairs": len(cases), "runs": runs,
+               "speedup_vs_in_process_2_threads": runs["in-process, 2 threads"]["s_per_pair"] / two,
+               "speedup_vs_in_process_1_thread": runs["in-process, 1 thread"]["s_per_pair"] / two,
+               "speedup_vs_shell_loop": runs["shell loop of georef align"]["s_per_pair"] / two,
+               "scaling_1_to_2_workers": runs["batch, 1 worker"]["s_per_pair"] / two}
+    (out_dir / "batch.json").write_text(json.dumps(summary, indent=1))
+    lines = [f"# Batch benchmark ({len(cases)} pairs, 2 cores)", "",
+             "| way | pairs | s/pair | pairs/min | peak RSS per worker |", "| --- | --- | --- | --- | --- |"]
+    for name, r in runs.items():
+        rss = f"{r['worker_peak_rss_mb']:.0f} MB" if r["worker_peak_rss_mb"] else ""
+        lines.append(f"| {name} | {r['pairs']} | {r['s_per_pair']:.2f} | {r['pairs_per_min']:.0f} | {rss} |")
+    lines += ["", f"batch on 2 workers: {summary['speedup_vs_in_process_2_threads']:.2f}x the in-process loop "
+              f"(2 threads), {summary['speedup_vs_in_process_1_thread']:.2f}x (1 thread), "
+              f"{summary['speedup_vs_shell_loop']:.1f}x the shell loop; 1 -> 2 workers "
+              f"{summary['scaling_1_to_2_workers']:.2f}x."]
+    (out_dir / "batch.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+__all__ = ["run_batch_benchmark"]
