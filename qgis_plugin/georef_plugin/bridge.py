@@ -12,8 +12,9 @@ import os
 import shutil
 import signal
 import subprocess
+import queue
 import tempfile
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,9 +87,60 @@ def core_listing(python: str) -> dict:
     return _LISTINGS[python]
 
 
+#: Typical share of an alignment's time in each stage of the core: the task bar advances by these.
+STAGE_WEIGHTS = {"read": 0.1, "correlate": 0.05, "match": 0.3, "fit": 0.05, "refine": 0.2, "windows": 0.4,
+                 "write": 0.1, "pairs": 1.0}
+
+
+class StageProgress:
+    """The percentage done, from the core's ``--progress-json`` events (one JSON object per line).
+
+    Stages that have ended count whole; the running one by its fraction. The total is the
+    weight of the stages seen plus those an alignment usually still has, so the bar never
+    runs backwards and reaches 100 only when the core exits.
+    """
+
+    def __init__(self) -> None:
+        self.ended: dict[str, float] = {}
+        self.stage: str | None = None
+        self.fraction = 0.0
+        self.shown = 0.0
+
+    def feed(self, line: str) -> bool:
+        """Take one line of the core's stderr; True where it was a progress event."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(event, dict) or "stage" not in event or "event" not in event:
+            return False
+        if event["event"] == "end":
+            self.ended[event["stage"]] = STAGE_WEIGHTS.get(event["stage"], 0.1)
+            self.stage, self.fraction = None, 0.0
+        else:
+            self.stage, self.fraction = event["stage"], float(event.get("fraction") or 0.0)
+        return True
+
+    def percent(self) -> float:
+        done = sum(self.ended.values())
+        running = STAGE_WEIGHTS.get(self.stage, 0.1) if self.stage else 0.0
+        remaining = max(sum(STAGE_WEIGHTS[s] for s in ("read", "match", "refine", "write")) - done - running, 0.1)
+        estimate = min(99.0, 100.0 * (done + running * self.fraction) / (done + running + remaining))
+        self.shown = max(self.shown, estimate)  # an unexpected stage lowers the estimate, never the bar
+        return self.shown
+
+
 def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lambda: False,
-             progress: Callable[[float], None] = lambda p: None) -> str:
-    """Run ``python -m georef ARGS``; return its stderr.
+             progress: Callable[[float], None] = lambda p: None,
+             stage: Callable[[str], None] = lambda name: None) -> str:
+    """Run ``python -m georef ARGS``; return its stderr (without progress events).
+
+    Args:
+        python, args: the core's interpreter and command line (``--progress-json`` where the
+            command takes it: the bar then follows the core's stages).
+        is_canceled: polled; true interrupts the core.
+        progress: told the percentage done.
+        stage: told the name of each stage as it starts.
 
     Raises:
         Canceled: ``is_canceled()`` turned true; the core was interrupted (it
@@ -96,10 +148,13 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
         CoreError: exit code 2 or 3, with the core's one-line reason.
         CoreCrash: any other failure, with the core's stderr.
     """
-    proc = subprocess.Popen([python, "-m", "georef", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    start = time.monotonic()
-    while proc.poll() is None:
+    proc = subprocess.Popen([python, "-m", "georef", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, bufsize=1)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader.start()
+    tracker, kept = StageProgress(), []
+    while proc.poll() is None or reader.is_alive() or not lines.empty():
         if is_canceled():
             proc.send_signal(signal.SIGINT)
             try:
@@ -107,9 +162,18 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise Canceled("canceled")
-        progress(min(90.0, (time.monotonic() - start) * 10))  # the core reports no progress of its own
-        time.sleep(0.1)
-    _, stderr = proc.communicate()
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        started = tracker.stage
+        if tracker.feed(line):
+            if tracker.stage and tracker.stage != started:
+                stage(tracker.stage)
+            progress(tracker.percent())
+        else:
+            kept.append(line)
+    stderr = "".join(kept)
     if proc.returncode in (2, 3):
         reason = [line for line in stderr.splitlines() if line.startswith("georef: error:")]
         raise CoreError(reason[-1][len("georef: error: "):] if reason else stderr.strip().splitlines()[-1])
@@ -120,12 +184,14 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
 
 def align(python: str, target: str, reference: str, output: str, matcher: str = "xfeat", model: str = "auto",
           gcp_layer: str | None = None, is_canceled: Callable[[], bool] = lambda: False,
-          progress: Callable[[float], None] = lambda p: None) -> Result:
+          progress: Callable[[float], None] = lambda p: None, stage: Callable[[str], None] = lambda name: None
+          ) -> Result:
     """Align ``target`` onto ``reference``; write ``output`` and, if asked, a GCP GeoPackage."""
     with tempfile.TemporaryDirectory(prefix="georef-") as tmp:
         report_path = Path(tmp) / "report.json"
         run_core(python, ["-q", "align", target, "--ref", reference, "-o", output, "--report", str(report_path),
-                          "--matcher", matcher, "--model", model, "--overwrite"], is_canceled, progress)
+                          "--matcher", matcher, "--model", model, "--overwrite", "--progress-json"], is_canceled,
+                 progress, stage)
         report = json.loads(report_path.read_text())
         if gcp_layer:
             run_core(python, ["-q", "gcps", str(report_path), "--to", gcp_layer, "--overwrite"], is_canceled)

@@ -1,14 +1,20 @@
-"""The georef Processing provider: align, export GCPs, apply GCPs, benchmark."""
+"""The georef Processing provider: align, batch, export GCPs, apply GCPs, benchmark."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -96,12 +102,72 @@ class AlignAlgorithm(_Algorithm):
         result = _call(bridge.align, _python(), target, reference, output,
                        self.matchers[self.parameterAsEnum(parameters, "MATCHER", context)],
                        self.models[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
-                       feedback.setProgress, feedback=feedback)
+                       feedback.setProgress, feedback.setProgressText, feedback=feedback)
         feedback.pushInfo(f"estimated error {result.report['estimated_ce90_m']} m (CE90), "
                           f"{result.report['inliers']} inliers")
         return {"OUTPUT": output, "GCPS": gcps, "CE90_M": result.report["estimated_ce90_m"],
                 "RMSE_PX": result.report["tie_point_rmse_px"],
                 "INLIERS": result.report["inliers"]}
+
+
+class BatchAlgorithm(_Algorithm):
+    name_, title = "batch", "Auto-georeference many rasters (batch)"
+    help = ("Aligns many targets against one reference, or the pairs of a CSV table (target,reference[,output]), "
+            "with the core's batch command on a local Dask cluster; loads the aligned rasters and their "
+            "footprints. Pairs that fail are listed with their reasons; the others are kept.")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.matchers, self.models = _choices()
+        self.addParameter(QgsProcessingParameterMultipleLayers("TARGETS", "Targets", QgsProcessing.TypeRaster,
+                                                               optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer("REFERENCE", "Reference of every target", optional=True))
+        self.addParameter(QgsProcessingParameterFile("TABLE", "Or a table of pairs (CSV or TSV)", optional=True,
+                                                     extension="csv"))
+        self.addParameter(QgsProcessingParameterEnum("MATCHER", "Matcher", self.matchers, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum("MODEL", "Transform model", self.models, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFolderDestination("OUTPUT", "Results folder"))
+        self.addOutput(QgsProcessingOutputNumber("ALIGNED", "Pairs aligned"))
+        self.addOutput(QgsProcessingOutputNumber("FAILED", "Pairs not aligned"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        out = Path(self.parameterAsString(parameters, "OUTPUT", context))
+        out.mkdir(parents=True, exist_ok=True)
+        table = self.parameterAsFile(parameters, "TABLE", context)
+        targets = [layer.source() for layer in self.parameterAsLayerList(parameters, "TARGETS", context)]
+        reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context)
+        if table:
+            args = ["batch", table]
+        elif targets and reference is not None:
+            listing = out / "targets.txt"
+            listing.write_text("".join(f"{t}\n" for t in targets))
+            args = ["batch", "--targets", str(listing), "--ref", reference.source()]
+        else:
+            raise QgsProcessingException("give the targets and their reference, or a table of pairs")
+        args += ["--out", str(out), "--overwrite", "--progress-json",
+                 "--matcher", self.matchers[self.parameterAsEnum(parameters, "MATCHER", context)],
+                 "--model", self.models[self.parameterAsEnum(parameters, "MODEL", context)]]
+        try:
+            _call(bridge.run_core, _python(), ["-q", *args], feedback.isCanceled, feedback.setProgress,
+                  feedback.setProgressText, feedback=feedback)
+        except QgsProcessingException:
+            if not (out / "results.csv").is_file():  # the list of pairs itself was refused
+                raise
+        with open(out / "results.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        aligned = [r for r in rows if r["status"] == "aligned"]
+        for row in rows:
+            if row["status"] != "aligned":
+                feedback.reportError(f"{row['target']}: {row['status']}: {row['reason']}")
+        for row in aligned:
+            name = Path(row["target"].split(",")[0]).stem + " (aligned)"
+            context.addLayerToLoadOnCompletion(row["output"], QgsProcessingContext.LayerDetails(
+                name, context.project(), "ALIGNED"))
+        if (out / "footprints.gpkg").is_file():
+            context.addLayerToLoadOnCompletion(f"{out / 'footprints.gpkg'}|layername=after",
+                                               QgsProcessingContext.LayerDetails("georef footprints",
+                                                                                 context.project(), "FOOTPRINTS"))
+        feedback.pushInfo(f"{len(aligned)} of {len(rows)} pairs aligned; results in {out / 'results.csv'}")
+        return {"OUTPUT": str(out), "ALIGNED": len(aligned), "FAILED": len(rows) - len(aligned)}
 
 
 class ExportGcpsAlgorithm(_Algorithm):
@@ -168,5 +234,5 @@ class GeorefProvider(QgsProcessingProvider):
         return "georef"
 
     def loadAlgorithms(self):  # noqa: N802
-        for algorithm in (AlignAlgorithm, ExportGcpsAlgorithm, ApplyGcpsAlgorithm, BenchmarkAlgorithm):
+        for algorithm in (AlignAlgorithm, BatchAlgorithm, ExportGcpsAlgorithm, ApplyGcpsAlgorithm, BenchmarkAlgorithm):
             self.addAlgorithm(algorithm())

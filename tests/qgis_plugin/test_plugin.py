@@ -41,7 +41,7 @@ def test_plugin_loads_and_unloads_cleanly(qgis_iface):
     assert qgis.utils.startPlugin("georef_plugin")
     assert QgsApplication.processingRegistry().providerById("georef") is not None
     assert {a.name() for a in QgsApplication.processingRegistry().providerById("georef").algorithms()} == {
-        "align", "exportgcps", "applygcps", "benchmark"}
+        "align", "batch", "exportgcps", "applygcps", "benchmark"}
     assert qgis.utils.unloadPlugin("georef_plugin")
     assert QgsApplication.processingRegistry().providerById("georef") is None
 
@@ -145,3 +145,36 @@ def test_cancel_stops_the_task(plugin, qgis_iface, real_case, tmp_path, delay):
     assert not wait_for(task) and task.reason == "canceled"
     assert QgsProject.instance().mapLayers() == {}
     assert not out.exists() and not list(tmp_path.glob(".*part*"))
+
+
+def test_processing_batch_keeps_what_aligns(qgis_processing, core_python, real_case, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOREF_PYTHON", core_python)
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+    from georef_plugin.provider import GeorefProvider
+
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00" + bytes(500))
+    provider = GeorefProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        context, progress = QgsProcessingContext(), []
+        feedback = QgsProcessingFeedback()
+        feedback.progressChanged.connect(progress.append)
+        table = tmp_path / "pairs.csv"  # a table: a corrupt file is no layer Processing would accept
+        table.write_text(f"target,reference\n{real_case['target']},{real_case['reference']}\n"
+                         f"{corrupt},{real_case['reference']}\n")
+        result = processing.run("georef:batch", {"TABLE": str(table), "OUTPUT": str(tmp_path / "batch")},
+                                context=context, feedback=feedback)
+        assert result["ALIGNED"] == 1 and result["FAILED"] == 1
+        loading = context.layersToLoadOnCompletion()
+        aligned = [path for path in loading if path.endswith(".tif")]
+        assert len(aligned) == 1 and corner_error_px(aligned[0], real_case["truth"]) < 1.0
+        assert any("footprints.gpkg" in path for path in loading)
+        assert progress and max(progress) >= 50  # the pairs' progress, from the core
+        # many targets against one reference, given as layers
+        result = processing.run("georef:batch", {"TARGETS": [real_case["target"]], "REFERENCE": real_case["reference"],
+                                                 "OUTPUT": str(tmp_path / "series")})
+        assert result["ALIGNED"] == 1 and result["FAILED"] == 0
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)

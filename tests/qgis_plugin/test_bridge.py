@@ -1,0 +1,30 @@
+"""The bridge follows the core's own progress (``--progress-json``), not a clock."""
+
+from __future__ import annotations
+
+from georef_plugin import bridge
+
+
+def test_stage_progress_never_runs_backwards():
+    tracker = bridge.StageProgress()
+    events = ['{"stage": "read", "event": "start", "fraction": 0.0}', "georef: WARNING: a log line",
+              '{"stage": "read", "event": "end", "fraction": 1.0, "seconds": 0.1}',
+              '{"stage": "windows", "event": "start", "fraction": 0.0}',
+              '{"stage": "windows", "event": "progress", "fraction": 0.5}',
+              '{"stage": "windows", "event": "end", "fraction": 1.0, "seconds": 2.0}',
+              '{"stage": "write", "event": "start", "fraction": 0.0}']
+    seen = []
+    for line in events:
+        if tracker.feed(line):
+            seen.append(tracker.percent())
+    assert not tracker.feed("georef: WARNING: a log line") and not tracker.feed("[1, 2]")
+    assert seen == sorted(seen) and seen[0] == 0 and 0 < seen[-1] < 100
+
+
+def test_align_reports_the_core_stages(core_python, real_case, tmp_path):
+    stages, percents = [], []
+    result = bridge.align(core_python, real_case["target"], real_case["reference"], str(tmp_path / "out.tif"),
+                          progress=percents.append, stage=stages.append)
+    assert result.report["status"] == "passed"
+    assert stages[0] == "read" and "write" in stages and "refine" in stages
+    assert percents == sorted(percents) and len(set(percents)) >= 4 and percents[-1] < 100
