@@ -26,6 +26,7 @@ from pathlib import Path
 
 from georef.batch import results
 from georef.batch.pairs import Pair
+from georef.copyfree import sidecar_path
 from georef.errors import GeorefError, InvalidOption, OutputError, QualityGateFailed
 from georef.files import check_destinations, remove_leftovers
 from georef.options import AlignOptions, OutputOptions
@@ -101,15 +102,15 @@ def plan_jobs(pairs: Sequence[Pair], out_dir: Path, options: AlignOptions, outpu
     """
     jobs, names = [], set()
     for pair in pairs:
-        stem = Path(pair.target.split(",")[0].rstrip("/")).name.split(".")[0] or "target"
+        first_target = pair.target.split(",")[0]
+        stem = Path(first_target.rstrip("/")).name.split(".")[0] or "target"
         name, n = stem, 1
         while name in names:
             n += 1
             name = f"{stem}_{n}"
         names.add(name)
-        first_target = pair.target.split(",")[0]
         if outputs.in_place:  # the sidecar beside the target is the output
-            output = f"{first_target}.aux.xml"
+            output = str(sidecar_path(first_target))
         else:
             suffix = Path(first_target).suffix if outputs.sidecar else f".{output_format}"
             output = pair.output or str(out_dir / "aligned" / f"{name}{suffix}")
