@@ -30,7 +30,7 @@ from georef import geometry
 from georef.errors import InvalidOption, OutputError, RasterReadError
 from georef.files import Staging, destination
 from georef.result import Alignment
-from georef.write import DEFAULT_MODEL_GCPS, gcps_for
+from georef.write import gcp_count, gcps_for
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ def write_vrt(target: str | Path, output: str | Path, alignment: Alignment, gcps
         staging: renames the file with the command's other outputs; default at once.
     """
     output = Path(output)
-    if alignment.warp is not None and not gcps:
-        gcps = DEFAULT_MODEL_GCPS
+    gcps = gcp_count(alignment, gcps)
     with destination(output, staging) as tmp:
         rasterio.shutil.copy(target, tmp, driver="VRT")
         tree = ET.parse(tmp)

@@ -17,6 +17,11 @@ from pathlib import Path
 _PARAM = re.compile(r"\{param:(\w+)\}")
 
 
+def one_line(text: object, limit: int | None = None) -> str:
+    """``text`` with its whitespace (newlines too) collapsed, cut to ``limit`` characters: for a message."""
+    return " ".join(str(text).split())[:limit]
+
+
 class GeorefError(Exception):
     """Root of all georef errors.
 

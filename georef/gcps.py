@@ -19,7 +19,7 @@ import numpy as np
 from rasterio.crs import CRS
 
 from georef import geometry
-from georef.errors import GcpFormatError, GeorefError, RasterReadError
+from georef.errors import GcpFormatError, GeorefError, RasterReadError, one_line
 from georef.files import Staging
 from georef.raster import open_raster
 from georef.result import Alignment
@@ -111,7 +111,7 @@ def read(path: str | Path) -> GcpTable:
     except GeorefError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, UnicodeDecodeError, OSError) as exc:
-        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        detail = one_line(exc, 120) or type(exc).__name__
         raise GcpFormatError(f"not a valid {suffix} GCP file ({detail})", path) from None
 
 

@@ -81,6 +81,16 @@ def corners(width: float, height: float) -> np.ndarray:
     return np.array([[0.0, 0.0], [width, 0.0], [width, height], [0.0, height]])
 
 
+def outline(width: float, height: float, per_edge: int = 32) -> np.ndarray:
+    """(4 * per_edge, 2) points around a ``width`` x ``height`` raster's edge, clockwise from the top-left
+    corner: a ring that a polygon or a warped footprint can follow."""
+    full = np.linspace(0, 1, per_edge + 1)
+    forward, back = full[:-1], full[::-1][:-1]
+    zeros = np.zeros(per_edge)
+    return np.vstack([np.column_stack([forward * width, zeros]), np.column_stack([zeros + width, forward * height]),
+                      np.column_stack([back * width, zeros + height]), np.column_stack([zeros, back * height])])
+
+
 def grid_points(width: float, height: float, n: int = 10) -> np.ndarray:
     """Return (n*n, 2) points at the centres of an n x n grid over an image."""
     xs = (np.arange(n) + 0.5) * width / n

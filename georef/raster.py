@@ -33,6 +33,7 @@ from georef.errors import (
     MissingGeoreference,
     NoOverlapError,
     RasterReadError,
+    one_line,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def _one_line(exc: BaseException) -> str:
     """GDAL's message in one line (the underlying one, where rasterio only says "see previous exception")."""
     while exc.__cause__ is not None and "previous exception" in str(exc):
         exc = exc.__cause__
-    return " ".join(str(exc).split())
+    return one_line(exc)
 
 
 def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:

@@ -32,6 +32,14 @@ _ROWS_PER_CHUNK = 1024
 DEFAULT_MODEL_GCPS = 64
 
 
+def gcp_count(alignment: Alignment, asked: int | None) -> int | None:
+    """GCPs to write for an alignment: those asked, and for a polynomial or spline model at least some
+    (:data:`DEFAULT_MODEL_GCPS`), since no geotransform can carry it; None for a geotransform."""
+    if alignment.warp is not None and not asked:
+        return DEFAULT_MODEL_GCPS
+    return asked
+
+
 def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
     """``n`` well-spread inlier tie points as GCPs.
 
@@ -77,8 +85,7 @@ def write_aligned(
         step: called with 1 per chunk of rows written (progress).
     """
     output = Path(output)
-    if alignment.warp is not None and not gcps:
-        gcps = DEFAULT_MODEL_GCPS
+    gcps = gcp_count(alignment, gcps)
     with open_raster(target) as src, destination(output, staging) as tmp:
         profile = {
             "driver": "GTiff",
@@ -148,11 +155,7 @@ def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[
         res_x = res_y = geometry.pixel_scale(alignment.geotransform)
     if resolution:
         res_x = res_y = float(resolution)
-    edge = np.linspace(0, 1, 33)[:, None]
-    w, h = alignment.width, alignment.height
-    outline = np.vstack([np.hstack([edge * w, 0 * edge]), np.hstack([w + 0 * edge, edge * h]),
-                         np.hstack([edge * w, h + 0 * edge]), np.hstack([0 * edge, edge * h])])
-    xy = alignment.predict(outline)
+    xy = alignment.predict(geometry.outline(alignment.width, alignment.height))
     col0 = np.floor((xy[:, 0].min() - origin_x) / res_x)
     col1 = np.ceil((xy[:, 0].max() - origin_x) / res_x)
     row0 = np.floor((origin_y - xy[:, 1].max()) / res_y)

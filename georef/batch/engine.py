@@ -27,7 +27,7 @@ from pathlib import Path
 from georef.batch import results
 from georef.batch.pairs import Pair
 from georef.copyfree import sidecar_path
-from georef.errors import GeorefError, InvalidOption, OutputError, QualityGateFailed
+from georef.errors import GeorefError, InvalidOption, OutputError, QualityGateFailed, one_line
 from georef.files import check_destinations, remove_leftovers
 from georef.options import AlignOptions, OutputOptions
 from georef.progress import Reporter, Stages
@@ -70,6 +70,18 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
         cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
                                dashboard_address=":0")
     return Client(cluster)
+
+
+def stop_client(client) -> None:
+    """Close a client of :func:`start_client`, and its local cluster if it started one."""
+    client.close()
+    if client.cluster is not None:
+        client.cluster.close()
+
+
+def _unexpected(exc: BaseException) -> str:
+    """The reason recorded for a pair that failed by a bug or a lost worker."""
+    return f"{type(exc).__name__}: {one_line(exc, 300)}"
 
 
 def _stat(path: str) -> list:
@@ -151,7 +163,7 @@ def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
         row.update(status="failed" if exc.exit_code == 3 else "bad input", exit_code=exc.exit_code,
                    reason=exc.render())
     except Exception as exc:  # a bug: recorded, the batch goes on
-        row.update(status="error", exit_code=1, reason=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+        row.update(status="error", exit_code=1, reason=_unexpected(exc))
     row.update(seconds=round(time.perf_counter() - start, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
                peak_rss_mb=results.peak_rss_mb())
     if alignment is not None:
@@ -215,19 +227,16 @@ def run(pairs: Sequence[Pair], out_dir: str | Path, options: AlignOptions | None
                 try:
                     row = future.result()
                 except Exception as exc:  # the task's worker died more often than Dask allows
-                    row = {**results.pair_row(job), "status": "error", "exit_code": 1,
-                           "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+                    row = {**results.pair_row(job), "status": "error", "exit_code": 1, "reason": _unexpected(exc)}
                 manifest.append(row)
                 if row["status"] != "aligned":
                     log.warning("%s", row.get("reason") or f"{job.pair.target}: {row['status']}")
                 step(1)
     finally:
         for job in todo:  # a worker killed while writing leaves its temporary files
-            remove_leftovers([job.output, job.report, f"{job.output}.aux.xml"])
+            remove_leftovers([job.output, job.report, sidecar_path(job.output)])
         if own_client:
-            client.close()
-            if client.cluster is not None:
-                client.cluster.close()
+            stop_client(client)
     table = manifest.finish([job.key for job in jobs])
     results.write_summary(table, out_dir, stages.seconds.get("pairs", 0.0), len(todo))
     return table

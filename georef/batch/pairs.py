@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from georef.errors import BatchInputError
+from georef.errors import BatchInputError, one_line
 from georef.inputs import is_product
 
 #: Raster files a folder of targets is searched for (``.SAFE`` folders and zips too).
@@ -145,7 +145,7 @@ def stac_pairs(source: str | Path, asset: str, reference: str | None = None, ref
         is_collection = json.loads(source.read_text()).get("type") == "FeatureCollection"
         stac = pystac.ItemCollection.from_file(str(source)) if is_collection else pystac.read_file(str(source))
     except Exception as exc:  # pystac raises many kinds (JSON, schema, missing links)
-        raise BatchInputError(f"is not a readable STAC file ({' '.join(str(exc).split())[:200]})", source) from None
+        raise BatchInputError(f"is not a readable STAC file ({one_line(exc, 200)})", source) from None
     if isinstance(stac, pystac.Item):
         items = [stac]
     elif isinstance(stac, pystac.ItemCollection):

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from georef import geometry
+from georef.errors import GeorefError
 from georef.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ STATUSES = ("aligned", "refused", "failed", "bad input", "error")
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory, MB."""
+    """This process's peak resident memory, MB (VmHWM: unlike ru_maxrss, not inherited from a parent)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -53,35 +54,26 @@ def _polygon(corners: np.ndarray) -> str:
     return "POLYGON ((" + ", ".join(f"{x:.3f} {y:.3f}" for x, y in [*corners, corners[0]]) + "))"
 
 
-def _outline(width: int, height: int) -> np.ndarray:
-    edge = np.linspace(0, 1, 9)[:-1, None]
-    return np.vstack([np.hstack([edge * width, 0 * edge]), np.hstack([width + 0 * edge, edge * height]),
-                      np.hstack([(1 - edge) * width, height + 0 * edge]), np.hstack([0 * edge, (1 - edge) * height])])
-
-
 def _claimed_footprint(target: str, product_bands: str, crs) -> str:
     """The target's own footprint in ``crs``, where it has a georeference; else empty."""
-    import rasterio
-    from rasterio.warp import transform as transform_coords
-
-    from georef import inputs
+    from georef import inputs, raster
 
     try:
-        with inputs.ResolvedInput(target, product_bands) as path, rasterio.open(path) as ds:
-            if ds.crs is None or ds.transform.is_identity:
+        with inputs.ResolvedInput(target, product_bands) as path, raster.open_raster(path) as ds:
+            if not raster.is_georeferenced(ds):
                 return ""
-            xy = geometry.apply(geometry.to_matrix(ds.transform), _outline(ds.width, ds.height))
-            xs, ys = transform_coords(ds.crs, crs, xy[:, 0], xy[:, 1])
-    except Exception:  # the footprint is a courtesy: a pair's result never depends on it
+            claimed = raster.footprint_in(raster.georeference(ds, assume_crs=crs), ds.width, ds.height, crs)
+            ring = geometry.apply(claimed, geometry.outline(ds.width, ds.height, 8))
+    except GeorefError:  # the footprint is a courtesy: a pair's result never depends on it
         log.debug("no claimed footprint for %s", target, exc_info=True)
         return ""
-    return _polygon(np.column_stack([xs, ys]))
+    return _polygon(ring)
 
 
 def alignment_columns(alignment, target: str, product_bands: str = "TCI") -> dict:
     """The columns an alignment (passed or refused) fills."""
     q, a = alignment.quality, alignment.accuracy
-    after = alignment.predict(_outline(alignment.width, alignment.height))
+    after = alignment.predict(geometry.outline(alignment.width, alignment.height, 8))
     epsg = alignment.crs.to_epsg()
     return {
         "matcher": alignment.matcher, "model": alignment.model, "path": alignment.path, "inliers": q.inliers,
@@ -132,11 +124,11 @@ class Manifest:
         """Rewrite the file in the pairs' order, one row per pair; return it as a DataFrame."""
         import pandas as pd
 
-        rows = self.load()
-        table = pd.DataFrame([rows[key] for key in order if key in rows], columns=self.columns)
+        rows = self.load()  # strings, as written: the appended rows and the kept ones alike
+        table = pd.DataFrame([rows[key] for key in order if key in rows], columns=self.columns).fillna("")
         with atomic_path(self.path) as tmp:
             table.to_csv(tmp, index=False)
-        return pd.read_csv(self.path, keep_default_na=False, dtype=str).pipe(_typed)
+        return _typed(table)
 
 
 def _typed(table):

@@ -69,8 +69,7 @@ def _batch(cases, out_dir: Path, workers: int) -> tuple[float, float]:
     try:
         table = engine.run(pairs, out_dir, outputs=OutputOptions(report_figures=False, overwrite=True), client=client)
     finally:
-        client.close()
-        client.cluster.close()
+        engine.stop_client(client)
     return time.perf_counter() - start, float(table["peak_rss_mb"].max())
 
 

@@ -21,7 +21,6 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from georef import geometry
+from georef.batch.results import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +188,6 @@ def check_point_errors(transform: np.ndarray, truth: np.ndarray, width: int, hei
     return np.linalg.norm(geometry.apply(transform, points) - geometry.apply(truth, points), axis=1)
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from a parent)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _decode(paths: list[str], queue) -> None:
     """Child process: read every pixel of the inputs once, window by window."""
     start = time.perf_counter()
@@ -203,7 +195,7 @@ def _decode(paths: list[str], queue) -> None:
         with rasterio.open(path) as ds:
             for row in range(0, ds.height, 1024):
                 ds.read(window=Window(0, row, ds.width, min(1024, ds.height - row)))
-    queue.put({"decode_s": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()})
+    queue.put({"decode_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()})
 
 
 #: Outputs measured, and the file each writes in the benchmark's folder.
@@ -223,7 +215,7 @@ def _align(target: str, reference: str, output: str, options, queue) -> None:
                   "tiles": alignment.tiles, "inliers": alignment.quality.inliers, "passed": alignment.quality.passed}
     except Exception as exc:  # reported as the benchmark's result, not raised in a child
         result = {"error": f"{type(exc).__name__}: {exc}"}
-    result.update(total_s=time.perf_counter() - start, peak_rss_mb=_peak_rss_mb())
+    result.update(total_s=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())
     queue.put(result)
 
 

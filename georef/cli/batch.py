@@ -59,9 +59,7 @@ def batch(pairs_table, targets, stac, asset, reference, ref_item, out_dir, outpu
     try:
         table = engine.run(todo, out_dir, opts, outputs, output_format, client, resume, reporter)
     finally:
-        client.close()
-        if scheduler is None and client.cluster is not None:
-            client.cluster.close()
+        engine.stop_client(client)
     counts = table["status"].value_counts()
     click.echo(f"{counts.get('aligned', 0)} of {len(table)} pairs aligned; results in {out_dir}/results.csv",
                err=True)

@@ -15,7 +15,7 @@ import click
 
 from georef import __version__
 from georef.cli.options import flag
-from georef.errors import GeorefError
+from georef.errors import GeorefError, one_line
 
 log = logging.getLogger("georef")
 
@@ -56,7 +56,7 @@ class GeorefGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: one line, and the traceback on request
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(exc, 300)
             click.echo(f"georef: internal error: {type(exc).__name__}: {message} (a bug: please report it with "
                        "the output of georef -v)", err=True)
             if log.isEnabledFor(logging.INFO):

