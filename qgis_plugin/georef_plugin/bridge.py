@@ -17,13 +17,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 SETTINGS_KEY = "georef/python"
 INSTALL_HINT = (
-    "the georef core was not found: install it into a Python environment of its own (python3 -m venv "
-    "~/georef-env && ~/georef-env/bin/pip install torch==2.13.0 autogeoref; the PyPI name georef is another "
-    "project) and set that environment's python in the georef plugin settings or in GEOREF_PYTHON"
+    "the georef core is not installed: install it from Raster > georef > Install the georef core…, or "
+    "install the autogeoref package (not georef, another project on PyPI) into a Python environment of its "
+    "own and set that environment's python in GEOREF_PYTHON"
 )
 
 
@@ -48,6 +48,12 @@ class Result:
     report: dict
 
 
+def command(python: str, *args: str) -> list[str]:
+    """``python -I -m georef ARGS``: isolated, so the core runs from its own environment only, never
+    from QGIS's PYTHONPATH or a ``georef`` folder in the working directory."""
+    return [str(python), "-I", "-m", "georef", *args]
+
+
 def find_python(configured: str | None = None) -> str:
     """The Python of the georef core: the setting, ``GEOREF_PYTHON``, or a python3 on PATH that imports georef.
 
@@ -63,7 +69,7 @@ def find_python(configured: str | None = None) -> str:
 
 def _imports_georef(python: str) -> bool:
     try:
-        return subprocess.run([python, "-c", "import georef"], capture_output=True, timeout=60).returncode == 0
+        return subprocess.run([python, "-I", "-c", "import georef"], capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -79,8 +85,7 @@ def core_listing(python: str) -> dict:
     """
     if python not in _LISTINGS:
         try:
-            out = subprocess.run([python, "-m", "georef", "matchers", "--json"], capture_output=True, text=True,
-                                 timeout=120)
+            out = subprocess.run(command(python, "matchers", "--json"), capture_output=True, text=True, timeout=120)
             _LISTINGS[python] = json.loads(out.stdout)
         except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
             raise CoreError(f"the georef core at {python} could not list its matchers ({exc})") from None
@@ -130,6 +135,32 @@ class StageProgress:
         return self.shown
 
 
+def stream_lines(proc: subprocess.Popen, stream, is_canceled: Callable[[], bool]) -> Iterator[str]:
+    """The lines of a running process's ``stream`` as they come, until it exits.
+
+    Raises:
+        Canceled: ``is_canceled()`` turned true (polled even while the process is silent); the
+            process was interrupted with SIGINT (the core and pip clean up on it), killed if it
+            did not stop within 10 s.
+    """
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True)
+    reader.start()
+    while proc.poll() is None or reader.is_alive() or not lines.empty():
+        if is_canceled():
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise Canceled("canceled")
+        try:
+            yield lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    proc.wait()
+
+
 def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lambda: False,
              progress: Callable[[float], None] = lambda p: None,
              stage: Callable[[str], None] = lambda name: None) -> str:
@@ -148,24 +179,10 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
         CoreError: exit code 2 or 3, with the core's one-line reason.
         CoreCrash: any other failure, with the core's stderr.
     """
-    proc = subprocess.Popen([python, "-m", "georef", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(command(python, *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, bufsize=1)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
-    reader.start()
     tracker, kept = StageProgress(), []
-    while proc.poll() is None or reader.is_alive() or not lines.empty():
-        if is_canceled():
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise Canceled("canceled")
-        try:
-            line = lines.get(timeout=0.1)
-        except queue.Empty:
-            continue
+    for line in stream_lines(proc, proc.stderr, is_canceled):
         started = tracker.stage
         if tracker.feed(line):
             if tracker.stage and tracker.stage != started:

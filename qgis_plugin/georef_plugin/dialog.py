@@ -1,11 +1,16 @@
-"""The "Auto-georeference" dialog."""
+"""The dialogs: "Auto-georeference" and "Install the georef core"."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from qgis.core import QgsMapLayerProxyModel
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout
+from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit
+
+from .installer import InstallOptions
+
 
 class AlignDialog(QDialog):
     """Target and reference (project layers or files), matcher, model, output, GCP layer option.
@@ -69,3 +74,45 @@ class AlignDialog(QDialog):
             "model": self.model.currentText(),
             "gcp_layer": output.rsplit(".", 1)[0] + "_gcps.gpkg" if self.add_gcps.isChecked() and output else None,
         }
+
+
+class InstallDialog(QDialog):
+    """How to install the core: torch's build, and an offline folder of wheels or another package index.
+
+    Args:
+        env_dir: where the environment goes (shown).
+        installed: the version of the core there now, if any.
+        parent: the parent window.
+    """
+
+    def __init__(self, env_dir: Path, installed: str | None, parent=None) -> None:
+        super().__init__(parent)
+        self.env_dir = env_dir
+        self.setWindowTitle("georef: Install the georef core")
+        form = QFormLayout(self)
+        state = f"version {installed} is installed; installing again repairs or upgrades it" if installed \
+            else "not installed yet"
+        form.addRow(QLabel(f"Environment: {env_dir}\n({state})", self))
+        self.torch_build = QComboBox(self)
+        self.torch_build.addItem("CPU (any computer)", "cpu")
+        self.torch_build.addItem("GPU (NVIDIA CUDA, Linux)", "gpu")
+        self.wheel_folder = QgsFileWidget(self)
+        self.wheel_folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.index_url = QLineEdit(self)
+        self.index_url.setPlaceholderText("pip's configured index (PyPI)")
+        self.base_python = QgsFileWidget(self)
+        form.addRow("torch build", self.torch_build)
+        form.addRow("Offline: folder of wheels", self.wheel_folder)
+        form.addRow("... or package index URL", self.index_url)
+        form.addRow("Python 3.11+ (found if empty)", self.base_python)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
+        buttons.button(QDialogButtonBox.Ok).setText("Install")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def options(self) -> InstallOptions:
+        return InstallOptions(self.env_dir, torch_build=self.torch_build.currentData(),
+                              wheel_folder=self.wheel_folder.filePath() or None,
+                              index_url=self.index_url.text().strip() or None,
+                              base_python=self.base_python.filePath() or None)

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -110,6 +111,28 @@ class AlignAlgorithm(_Algorithm):
                 "INLIERS": result.report["inliers"]}
 
 
+class IntoGroup(QgsProcessingLayerPostProcessorInterface):
+    """Moves a result layer, once Processing has loaded it, into a group of the layer tree
+    (QGIS 3.22's Processing has no group per output). One per layer: the context deletes them."""
+
+    #: Python keeps them too, or sip may collect one before Processing calls it.
+    alive: list["IntoGroup"] = []
+
+    def __init__(self, group: str) -> None:
+        super().__init__()
+        self.group = group
+        IntoGroup.alive.append(self)
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        root = context.project().layerTreeRoot()
+        node = root.findLayer(layer.id())
+        if node is None:
+            return
+        group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+        group.addLayer(layer)  # before the old node goes, so that the project keeps the layer
+        node.parent().removeChildNode(node)
+
+
 class BatchAlgorithm(_Algorithm):
     name_, title = "batch", "Auto-georeference many rasters (batch)"
     help = ("Aligns many targets against one reference, or the pairs of a CSV table (target,reference[,output]), "
@@ -155,17 +178,19 @@ class BatchAlgorithm(_Algorithm):
         with open(out / "results.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         aligned = [r for r in rows if r["status"] == "aligned"]
+        group = f"georef batch: {out.name}"
         for row in rows:
             if row["status"] != "aligned":
                 feedback.reportError(f"{row['target']}: {row['status']}: {row['reason']}")
         for row in aligned:
-            name = Path(row["target"].split(",")[0]).stem + " (aligned)"
-            context.addLayerToLoadOnCompletion(row["output"], QgsProcessingContext.LayerDetails(
-                name, context.project(), "ALIGNED"))
+            details = QgsProcessingContext.LayerDetails(Path(row["target"].split(",")[0]).stem + " (aligned)",
+                                                        context.project(), "ALIGNED")
+            details.setPostProcessor(IntoGroup(group))
+            context.addLayerToLoadOnCompletion(row["output"], details)
         if (out / "footprints.gpkg").is_file():
-            context.addLayerToLoadOnCompletion(f"{out / 'footprints.gpkg'}|layername=after",
-                                               QgsProcessingContext.LayerDetails("georef footprints",
-                                                                                 context.project(), "FOOTPRINTS"))
+            details = QgsProcessingContext.LayerDetails("georef footprints", context.project(), "FOOTPRINTS")
+            details.setPostProcessor(IntoGroup(group))
+            context.addLayerToLoadOnCompletion(f"{out / 'footprints.gpkg'}|layername=after", details)
         feedback.pushInfo(f"{len(aligned)} of {len(rows)} pairs aligned; results in {out / 'results.csv'}")
         return {"OUTPUT": str(out), "ALIGNED": len(aligned), "FAILED": len(rows) - len(aligned)}
 

@@ -1,42 +1,47 @@
-"""The background task that runs an alignment without blocking QGIS."""
+"""Background tasks that run the core (an alignment, the install) without blocking QGIS."""
 
 from __future__ import annotations
 
 import traceback
+from typing import Callable
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
 from . import bridge
+from .installer import Installer, InstallError, InstallOptions
 
 LOG_TAG = "georef"
 
 
-class AlignTask(QgsTask):
-    """Runs :func:`bridge.align` in a QgsTask; reports to the message bar when done.
+class CoreTask(QgsTask):
+    """Runs ``work(is_canceled, progress)`` in a QgsTask; reports to the main thread when done.
 
     Args:
-        params: keyword arguments of :func:`bridge.align` (without the callbacks).
-        on_success: called on the main thread with the :class:`bridge.Result`.
-        on_failure: called on the main thread with a one-line reason (expected failures).
+        description: shown in the task manager.
+        work: does the job; returns its result or raises. Expected failures
+            (:class:`bridge.CoreError`, :class:`InstallError`) become the one-line reason;
+            anything else is logged with its traceback.
+        on_success: called on the main thread with the result.
+        on_failure: called on the main thread with a one-line reason.
     """
 
-    def __init__(self, params: dict, on_success, on_failure) -> None:
-        super().__init__("georef: auto-georeference", QgsTask.CanCancel)
-        self.params = params
+    def __init__(self, description: str, work: Callable, on_success, on_failure) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self.work = work
         self.on_success = on_success
         self.on_failure = on_failure
-        self.result: bridge.Result | None = None
+        self.result = None
         self.reason: str | None = None
         # Kept on the Python side: QGIS deletes the C++ task once it has finished.
         self.succeeded: bool | None = None
 
     def run(self) -> bool:
         try:
-            self.result = bridge.align(**self.params, is_canceled=self.isCanceled, progress=self.setProgress)
+            self.result = self.work(self.isCanceled, self.setProgress)
             return True
         except bridge.Canceled:
             self.reason = "canceled"
-        except bridge.CoreError as exc:
+        except (bridge.CoreError, InstallError) as exc:
             self.reason = str(exc)
         except bridge.CoreCrash as exc:
             self.reason = "the georef core failed; see the log"
@@ -55,6 +60,22 @@ class AlignTask(QgsTask):
                 self.on_success(self.result)
             except Exception:  # noqa: BLE001
                 QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.Critical)
-                self.on_failure("unexpected error while adding the layers; see the log")
+                self.on_failure("unexpected error while handling the result; see the log")
         else:
             self.on_failure(self.reason)
+
+
+def align_task(params: dict, on_success, on_failure) -> CoreTask:
+    """An alignment (:func:`bridge.align` with ``params``); the result is a :class:`bridge.Result`."""
+    return CoreTask("georef: auto-georeference",
+                    lambda is_canceled, progress: bridge.align(**params, is_canceled=is_canceled, progress=progress),
+                    on_success, on_failure)
+
+
+def install_task(options: InstallOptions, on_success, on_failure) -> CoreTask:
+    """Installing the core (:class:`Installer`), pip's output line by line in the log panel's georef tab."""
+    def work(is_canceled, progress):
+        log = lambda line: QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)  # noqa: E731
+        return Installer(options, log, progress, is_canceled).run()
+
+    return CoreTask("georef: install the core", work, on_success, on_failure)

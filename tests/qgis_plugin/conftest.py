@@ -21,9 +21,9 @@ _BUILD_CASE = """
 import json, sys
 from pathlib import Path
 from georef.benchmark.cases import make_warp_case, s2_seasons_pairs
-pair = s2_seasons_pairs(sys.argv[1], [("winter", "summer")], ["T35UNQ"])[0]
-case = make_warp_case(pair, Path(sys.argv[2]))
-print(json.dumps({"target": str(case.target), "reference": str(case.reference), "truth": case.truth.tolist()}))
+cases = [make_warp_case(s2_seasons_pairs(sys.argv[1], [("winter", "summer")], [tile])[0], Path(sys.argv[2]))
+         for tile in sys.argv[3:]]
+print(json.dumps([{"target": str(c.target), "reference": str(c.reference), "truth": c.truth.tolist()} for c in cases]))
 """
 
 
@@ -36,14 +36,20 @@ def core_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def real_case(core_python, tmp_path_factory) -> dict:
-    """A winter subtile of ../shared/data/s2-seasons misregistered by a known affine, and its summer reference."""
+def real_cases(core_python, tmp_path_factory) -> list[dict]:
+    """A winter subtile of each tile of ../shared/data/s2-seasons misregistered by a known affine, and its
+    summer reference."""
     data = REPO.parent / "shared" / "data" / "s2-seasons"
     if not (data / "manifest.json").exists():  # CI is given the data: its absence is a failure, not a skip
         pytest.fail(f"real data folder {data} is absent", pytrace=False)
-    out = subprocess.run([core_python, "-c", _BUILD_CASE, str(data), str(tmp_path_factory.mktemp("case"))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([core_python, "-c", _BUILD_CASE, str(data), str(tmp_path_factory.mktemp("case")),
+                          "T35UNQ", "T36UUA", "T36UUU"], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="session")
+def real_case(real_cases) -> dict:
+    return real_cases[0]
 
 
 def wait_for(task, timeout: float = 300.0) -> bool:

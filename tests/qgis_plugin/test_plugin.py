@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
 
@@ -57,7 +59,10 @@ def test_toolbar_action_adds_aligned_raster_and_gcp_layer(plugin, qgis_iface, re
     dialog.accept()
     task = plugin.task
     assert task is not None
+    progress = []
+    task.progressChanged.connect(progress.append)
     assert wait_for(task), _messages(qgis_iface)
+    assert any(0 < p < 100 for p in progress), progress  # from the core's stages: the task has no clock
     layers = list(QgsProject.instance().mapLayers().values())
     rasters = [lyr for lyr in layers if isinstance(lyr, QgsRasterLayer)]
     vectors = [lyr for lyr in layers if isinstance(lyr, QgsVectorLayer)]
@@ -147,7 +152,7 @@ def test_cancel_stops_the_task(plugin, qgis_iface, real_case, tmp_path, delay):
     assert not out.exists() and not list(tmp_path.glob(".*part*"))
 
 
-def test_processing_batch_keeps_what_aligns(qgis_processing, core_python, real_case, tmp_path, monkeypatch):
+def test_processing_batch_keeps_what_aligns(qgis_processing, core_python, real_cases, tmp_path, monkeypatch):
     monkeypatch.setenv("GEOREF_PYTHON", core_python)
     import processing
     from qgis.core import QgsProcessingContext, QgsProcessingFeedback
@@ -162,18 +167,27 @@ def test_processing_batch_keeps_what_aligns(qgis_processing, core_python, real_c
         feedback = QgsProcessingFeedback()
         feedback.progressChanged.connect(progress.append)
         table = tmp_path / "pairs.csv"  # a table: a corrupt file is no layer Processing would accept
-        table.write_text(f"target,reference\n{real_case['target']},{real_case['reference']}\n"
-                         f"{corrupt},{real_case['reference']}\n")
+        rows = [f"{case['target']},{case['reference']}" for case in real_cases]
+        table.write_text("\n".join(["target,reference", *rows, f"{corrupt},{real_cases[0]['reference']}"]) + "\n")
         result = processing.run("georef:batch", {"TABLE": str(table), "OUTPUT": str(tmp_path / "batch")},
                                 context=context, feedback=feedback)
-        assert result["ALIGNED"] == 1 and result["FAILED"] == 1
+        assert result["ALIGNED"] == 3 and result["FAILED"] == 1
         loading = context.layersToLoadOnCompletion()
-        aligned = [path for path in loading if path.endswith(".tif")]
-        assert len(aligned) == 1 and corner_error_px(aligned[0], real_case["truth"]) < 1.0
-        assert any("footprints.gpkg" in path for path in loading)
+        aligned = sorted(path for path in loading if path.endswith(".tif"))
+        assert len(aligned) == 3 and len(loading) == 4 and any("footprints.gpkg" in path for path in loading)
+        with open(tmp_path / "batch" / "results.csv", newline="") as f:
+            outputs = {row["target"]: row["output"] for row in csv.DictReader(f)}
+        for case in real_cases:
+            assert outputs[case["target"]] in aligned and corner_error_px(outputs[case["target"]], case["truth"]) < 1.0
         assert progress and max(progress) >= 50  # the pairs' progress, from the core
+        # run as from the toolbox: the layers go into one group
+        result = processing.runAndLoadResults("georef:batch", {"TABLE": str(table), "OUTPUT": str(tmp_path / "tree")})
+        group = QgsProject.instance().layerTreeRoot().findGroup("georef batch: tree")
+        assert group is not None and len(group.findLayers()) == 4
+        assert sum(isinstance(node.layer(), QgsRasterLayer) for node in group.findLayers()) == 3
+        QgsProject.instance().clear()
         # many targets against one reference, given as layers
-        result = processing.run("georef:batch", {"TARGETS": [real_case["target"]], "REFERENCE": real_case["reference"],
+        result = processing.run("georef:batch", {"TARGETS": [real_cases[0]["target"]], "REFERENCE": real_cases[0]["reference"],
                                                  "OUTPUT": str(tmp_path / "series")})
         assert result["ALIGNED"] == 1 and result["FAILED"] == 0
     finally:

@@ -1,0 +1,115 @@
+"""The plugin installs its own core: from the plugin zip alone plus a package index, in a background task."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, wait_for
+
+
+def test_pip_progress_follows_the_packages_and_downloads():
+    from georef_plugin.installer import PipProgress
+
+    tracker = PipProgress()
+    lines = ["Collecting torch==2.13.0", "Progress 10 of 100", "Progress 100 of 100", "Collecting filelock",
+             "Collecting sympy", "Requirement already satisfied: numpy", "Installing collected packages: sympy"]
+    seen = [tracker.feed(line) for line in lines]
+    assert seen == sorted(seen) and seen[0] == 0 and 0 < seen[2] < seen[-2] < seen[-1] == 0.8
+
+
+def test_plugin_without_a_wheel_or_with_a_missing_folder_says_so(tmp_path):
+    from georef_plugin import installer
+
+    with pytest.raises(installer.InstallError, match="holds 0 georef core wheels.*qgis_plugin/build.py"):
+        installer.bundled_wheel(tmp_path)
+    with pytest.raises(installer.InstallError, match="no Python 3.11 or newer.*python3-venv"):
+        installer.find_base_python(str(tmp_path / "python3"))
+
+
+@pytest.fixture
+def plugin_from_zip(tmp_path, qgis_iface):
+    """The plugin loaded by QGIS from the zip that build.py makes, unpacked as QGIS installs it."""
+    import qgis.utils
+
+    out = tmp_path / "georef_plugin.zip"
+    subprocess.run([sys.executable, str(REPO / "qgis_plugin" / "build.py"), str(out)], check=True)
+    plugins = tmp_path / "profile" / "python" / "plugins"
+    zipfile.ZipFile(out).extractall(plugins)
+    repo_modules = {name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith("georef_plugin")}
+    qgis.utils.plugin_paths.insert(0, str(plugins))
+    sys.path.insert(0, str(plugins))
+    try:
+        qgis.utils.updateAvailablePlugins()
+        assert qgis.utils.loadPlugin("georef_plugin") and qgis.utils.startPlugin("georef_plugin")
+        plugin = qgis.utils.plugins["georef_plugin"]
+        assert Path(sys.modules["georef_plugin"].__file__).is_relative_to(plugins)
+        yield plugin
+    finally:
+        qgis.utils.unloadPlugin("georef_plugin")
+        for name in [m for m in sys.modules if m.startswith("georef_plugin")]:
+            del sys.modules[name]
+        sys.modules.update(repo_modules)
+        sys.path.remove(str(plugins))
+        qgis.utils.plugin_paths.remove(str(plugins))
+        qgis.utils.updateAvailablePlugins()
+
+
+@pytest.mark.network
+def test_install_task_creates_repairs_and_refuses_a_broken_index(plugin_from_zip, qgis_iface, tmp_path,
+                                                                 monkeypatch):
+    from qgis.core import Qgis, QgsSettings
+
+    from georef_plugin import bridge
+    from georef_plugin.installer import InstallOptions, env_python
+
+    # This machine reaches package registries only: fail at once on PyTorch's own index, don't retry 5 times.
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    settings = QgsSettings()
+    before = settings.value(bridge.SETTINGS_KEY, None)
+    env_dir = tmp_path / "profile" / "georef" / "core"
+    try:
+        progress = []
+        task = plugin_from_zip.install_core(InstallOptions(env_dir))
+        task.progressChanged.connect(progress.append)
+        assert wait_for(task, timeout=900), task.reason
+        python = env_python(env_dir)
+        version = subprocess.run([str(python), "-m", "georef", "--version"], capture_output=True, text=True)
+        assert version.stdout.split()[-1] == "0.1.0"
+        assert settings.value(bridge.SETTINGS_KEY) == str(python)
+        assert task.result.action == "installed"
+        assert any(0 < p < 100 for p in progress) and progress == sorted(progress)
+        assert "Successfully installed" in (env_dir.parent / "install.log").read_text()
+        assert any("is installed" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
+
+        again = plugin_from_zip.install_core(InstallOptions(env_dir))
+        assert wait_for(again) and again.result.action == "unchanged"
+
+        # A broken core is repaired in place.
+        init, = (env_dir / "lib").glob("python3*/site-packages/georef/__init__.py")
+        init.write_text("raise ImportError('broken on purpose')\n")
+        repair = plugin_from_zip.install_core(InstallOptions(env_dir))
+        assert wait_for(repair, timeout=900), repair.reason
+        assert repair.result.action == "repaired" and "broken on purpose" not in init.read_text()
+
+        # An unreachable index: the task fails with the reason, leaves no environment, changes no setting.
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # only the index given below
+        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+        broken_dir = tmp_path / "profile2" / "georef" / "core"
+        failed = plugin_from_zip.install_core(InstallOptions(broken_dir, index_url="file:///nonexistent/simple"))
+        assert not wait_for(failed, timeout=300)
+        assert "torch step failed" in failed.reason and "install.log" in failed.reason
+        assert any("installing the georef core failed: torch step failed" in m
+                   for m in qgis_iface.messageBar().get_messages(Qgis.Critical))
+        assert not broken_dir.exists() and (broken_dir.parent / "install.log").exists()
+        assert settings.value(bridge.SETTINGS_KEY) == str(python)
+    finally:
+        if before is None:
+            settings.remove(bridge.SETTINGS_KEY)
+        else:
+            settings.setValue(bridge.SETTINGS_KEY, before)
