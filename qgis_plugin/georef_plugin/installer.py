@@ -175,10 +175,10 @@ class Installer:
             InstallError: a step failed; the message says which, with pip's last error and the log's path.
             Canceled: ``is_canceled()`` turned true; a first install's environment is removed.
         """
-        wheel = bundled_wheel()
-        version = wheel_version(wheel)
         if self.options.wheel_folder and not Path(self.options.wheel_folder).is_dir():
             raise InstallError(f"the folder of wheels {self.options.wheel_folder} does not exist")
+        wheel = bundled_wheel()
+        version = wheel_version(wheel)
         python = env_python(self.options.env_dir)
         before = core_version(python) if python.is_file() else None
         if before == version:

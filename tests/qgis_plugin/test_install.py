@@ -28,6 +28,11 @@ def test_plugin_without_a_wheel_or_with_a_missing_folder_says_so(tmp_path):
 
     with pytest.raises(installer.InstallError, match="holds 0 georef core wheels.*qgis_plugin/build.py"):
         installer.bundled_wheel(tmp_path)
+    env_dir = tmp_path / "profile" / "georef" / "core"
+    offline = installer.InstallOptions(env_dir, wheel_folder=str(tmp_path / "no-wheels"))
+    with pytest.raises(installer.InstallError, match="folder of wheels .*no-wheels does not exist"):
+        installer.Installer(offline).run()
+    assert not env_dir.parent.exists()
     with pytest.raises(installer.InstallError, match="no Python 3.11 or newer.*python3-venv"):
         installer.find_base_python(str(tmp_path / "python3"))
 
@@ -63,13 +68,16 @@ def plugin_from_zip(tmp_path, qgis_iface):
 @pytest.mark.network
 def test_install_task_creates_repairs_and_refuses_a_broken_index(plugin_from_zip, qgis_iface, tmp_path,
                                                                  monkeypatch):
-    from qgis.core import Qgis, QgsSettings
+    from qgis.core import Qgis, QgsApplication, QgsSettings
 
     from georef_plugin import bridge
     from georef_plugin.installer import InstallOptions, env_python
 
     # This machine reaches package registries only: fail at once on PyTorch's own index, don't retry 5 times.
     monkeypatch.setenv("PIP_RETRIES", "0")
+    logged = []
+    QgsApplication.messageLog().messageReceived.connect(
+        lambda message, tag, level: logged.append(message) if tag == "georef" else None)
     settings = QgsSettings()
     before = settings.value(bridge.SETTINGS_KEY, None)
     env_dir = tmp_path / "profile" / "georef" / "core"
@@ -85,6 +93,8 @@ def test_install_task_creates_repairs_and_refuses_a_broken_index(plugin_from_zip
         assert task.result.action == "installed"
         assert any(0 < p < 100 for p in progress) and progress == sorted(progress)
         assert "Successfully installed" in (env_dir.parent / "install.log").read_text()
+        assert any(line.startswith("[torch]") for line in logged)  # pip's output, line by line, in the log panel
+        assert any(line.startswith("Successfully installed") for line in logged)
         assert any("is installed" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
 
         again = plugin_from_zip.install_core(InstallOptions(env_dir))
