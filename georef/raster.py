@@ -197,11 +197,34 @@ def band_stretch(data: np.ndarray, valid: np.ndarray) -> Stretch:
         raise EmptyDataError("holds only nodata in the area to match")
     step = max(1, int(math.sqrt(valid.size / 250_000)))
     sample_mask = valid[::step, ::step]
+    every = sample_mask.all()
     out = []
     for band in data:
-        lo, hi = np.percentile(band[::step, ::step][sample_mask].astype(np.float32), STRETCH_PERCENTILES)
-        out.append((float(lo), float(hi)))
+        sample = band[::step, ::step]
+        lo, hi = percentiles(sample.ravel() if every else sample[sample_mask], STRETCH_PERCENTILES)
+        out.append((lo, hi))
     return out
+
+
+def percentiles(values: np.ndarray, q: tuple[float, ...]) -> list[float]:
+    """``np.percentile(values, q)`` (linear interpolation); for 8- and 16-bit unsigned pixels from a
+    histogram, several times faster than sorting and equal to it (the same order statistics, interpolated).
+
+    Args:
+        values: (N,) pixel values, N > 0.
+        q: percentiles in [0, 100].
+    """
+    if values.dtype in (np.uint8, np.uint16):
+        ranks = np.cumsum(np.bincount(values))
+        n = int(ranks[-1])
+        out = []
+        for pos in np.asarray(q, dtype=np.float64) / 100 * (n - 1):
+            below = int(pos)
+            # The k-th smallest value (0-based) is the first whose cumulative count exceeds k.
+            a, b = np.searchsorted(ranks, [below, min(below + 1, n - 1)], side="right")
+            out.append(float(a + (pos - below) * (b - a)))
+        return out
+    return [float(v) for v in np.percentile(values.astype(np.float32, copy=False), q)]
 
 
 def normalise(data: np.ndarray, valid: np.ndarray, stretch: Stretch | None = None) -> np.ndarray:

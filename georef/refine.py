@@ -12,6 +12,8 @@ torch FFTs.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from dataclasses import dataclass
 
@@ -84,11 +86,15 @@ def _window_variance(image: np.ndarray, window: int) -> np.ndarray:
     return _window_sums(values**2, window) / window**2 - mean**2
 
 
-def _lowpass(size: int, sigma: float) -> torch.Tensor:
-    """(size, size // 2 + 1) Gaussian weights over the rfft2 frequencies, cycles per pixel."""
+@functools.lru_cache(maxsize=8)
+def _lowpass(size: int, sigma: float, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(size, size // 2 + 1) Gaussian weights over the rfft2 frequencies (cycles per pixel), the
+    height of the peak they make alone (irfft2 of the weights at 0), and the (size, size) Hann window."""
     fy = torch.fft.fftfreq(size)[:, None]
     fx = torch.fft.rfftfreq(size)[None, :]
-    return torch.exp(-(fx**2 + fy**2) / (2 * sigma**2))
+    weight = torch.exp(-(fx**2 + fy**2) / (2 * sigma**2)).to(device)
+    hann = torch.from_numpy(cv2.createHanningWindow((size, size), cv2.CV_32F)).to(device)
+    return weight, torch.fft.irfft2(weight, s=(size, size))[0, 0], hann
 
 
 def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
@@ -111,14 +117,14 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
         p + shift, and (M,) peak heights (1 for identical content, near 0 for none).
     """
     m, n, _ = a.shape
-    hann = torch.from_numpy(cv2.createHanningWindow((n, n), cv2.CV_32F)).to(device)
+    weight, unit, hann = _lowpass(n, lowpass_sigma, str(device))
     windows = torch.from_numpy(np.stack([a, b]).astype(np.float32, copy=False)).to(device)
-    spectra = torch.fft.rfft2((windows - windows.mean(dim=(2, 3), keepdim=True)) * hann)
+    spectra = torch.fft.rfft2(torch.sub(windows, windows.mean(dim=(2, 3), keepdim=True)).mul_(hann))
     cross = spectra[0].conj() * spectra[1]
-    weight = _lowpass(n, lowpass_sigma).to(device)
-    # Scaled so that identical windows peak at 1; irfft2 of the weight alone is that peak.
-    unit = torch.fft.irfft2(weight, s=(n, n))[0, 0]
-    surface = (torch.fft.irfft2(cross / (cross.abs() + 1e-12) * weight, s=(n, n)) / unit).cpu().numpy()
+    # Whitened and weighted with one real factor (a complex division costs twice as much); scaled by
+    # unit so that identical windows peak at 1.
+    factor = (cross.abs() + 1e-12).reciprocal_().mul_(weight)
+    surface = torch.fft.irfft2(cross.mul_(factor), s=(n, n)).div_(unit).cpu().numpy()
     rows = np.arange(m)
     py, px = np.unravel_index(surface.reshape(m, -1).argmax(axis=1), (n, n))
     peak = surface[rows, py, px]
@@ -139,13 +145,17 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
     return np.stack([shift_x, shift_y], axis=1), peak
 
 
+#: Weakest phase-correlation peak a window's offset is accepted from.
+MIN_RESPONSE = 0.05
+
+
 def measure_windows(
     target: np.ndarray,
     reference: np.ndarray,
     valid: np.ndarray,
     window: int = 64,
     step: int = 32,
-    min_response: float = 0.05,
+    min_response: float = MIN_RESPONSE,
     max_offset: float = 3.0,
     lowpass_sigma: float = 0.1,
     device: str = "cpu",
@@ -166,11 +176,20 @@ def measure_windows(
         target content at c is found in reference at c + offset, (M,) responses,
         and the number of textured windows tried (before the response and offset checks).
     """
-    gt, gr = gradient_magnitude(target), gradient_magnitude(reference)
-    h, w = target.shape
+    gt = gradient_magnitude(target)
+    return _measure_gradients(gt, _window_variance(gt, window), gradient_magnitude(reference), valid, window,
+                              step, min_response, max_offset, lowpass_sigma, device)
+
+
+def _measure_gradients(gt: np.ndarray, gt_variance: np.ndarray, gr: np.ndarray, valid: np.ndarray, window: int,
+                       step: int, min_response: float, max_offset: float, lowpass_sigma: float,
+                       device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`measure_windows` on gradient magnitudes, the target's window variance given (it stays the
+    same through the refinement's rounds)."""
+    h, w = gt.shape
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
     invalid = _window_sums((~valid).astype(np.float64), window)
-    variance = np.minimum(_window_variance(gt, window), _window_variance(gr, window))
+    variance = np.minimum(gt_variance, _window_variance(gr, window))
     ys, xs = np.mgrid[0:h - window + 1:step, 0:w - window + 1:step].reshape(2, -1)
     usable = (invalid[ys, xs] < 0.5) & (variance[ys, xs] >= 1e-6)
     ys, xs = ys[usable], xs[usable]
@@ -225,13 +244,14 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         The refinement, or None where too few windows hold texture.
     """
     result = None
+    gt = gradient_magnitude(target.pixels)
+    gt_variance = _window_variance(gt, options.window)
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
         warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
-        centres, offsets, responses, tried = measure_windows(target.pixels, warped, target.valid & warped_valid,
-                                                             options.window, options.window // 2,
-                                                             max_offset=options.max_offset_px,
-                                                             lowpass_sigma=options.lowpass_sigma, device=device)
+        centres, offsets, responses, tried = _measure_gradients(
+            gt, gt_variance, gradient_magnitude(warped), target.valid & warped_valid, options.window,
+            options.window // 2, MIN_RESPONSE, options.max_offset_px, options.lowpass_sigma, device)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import platform
@@ -19,6 +20,11 @@ _PACKAGES = ("autogeoref", "numpy", "rasterio", "torch", "kornia", "opencv-pytho
 
 
 def package_versions() -> dict[str, str]:
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:  # reading package metadata costs ~20 ms a report
     versions = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:

@@ -20,6 +20,15 @@ def test_normalise_uses_robust_percentiles_not_fixed_caps():
     assert a.min() == 0 and a.max() == 1 and 0.3 < a.mean() < 0.7
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("n", [1, 2, 7, 10_000])
+def test_percentiles_equal_numpys(dtype, n):
+    rng = np.random.default_rng(n)
+    values = rng.integers(0, 200 if dtype == np.uint8 else 30_000, n).astype(dtype)
+    q = (0.0, 2.0, 33.3, 98.0, 100.0)
+    np.testing.assert_allclose(raster.percentiles(values, q), np.percentile(values.astype(np.float64), q), atol=1e-3)
+
+
 def test_normalise_ignores_nodata_and_fills_it():
     data = np.full((1, 32, 32), 50, np.uint16)
     data[0, :, 16:] = np.arange(16, dtype=np.uint16) * 100 + 1000
