@@ -73,17 +73,23 @@ def resample_to(chip: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) ->
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _window_sums(image: np.ndarray, window: int) -> np.ndarray:
-    """(H - window + 1, W - window + 1) sums of ``image`` over the window whose top-left pixel is [y, x]."""
+def _window_sums(image: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sums of ``image`` over the windows whose top-left pixels are (``ys``, ``xs``), from its integral image."""
     total = cv2.integral(image, sdepth=cv2.CV_64F)
-    return total[window:, window:] - total[:-window, window:] - total[window:, :-window] + total[:-window, :-window]
+    return total[ys + window, xs + window] - total[ys, xs + window] - total[ys + window, xs] + total[ys, xs]
 
 
-def _window_variance(image: np.ndarray, window: int) -> np.ndarray:
-    """Variance of ``image`` over each window, indexed like :func:`_window_sums`."""
+def _window_variance(image: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Variance of ``image`` over the windows of :func:`_window_sums`."""
     values = image.astype(np.float64)
-    mean = _window_sums(values, window) / window**2
-    return _window_sums(values**2, window) / window**2 - mean**2
+    mean = _window_sums(values, window, ys, xs) / window**2
+    return _window_sums(values**2, window, ys, xs) / window**2 - mean**2
+
+
+def _window_grid(shape: tuple[int, int], window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) rows and (M,) columns of the top-left pixels of windows on a grid of spacing ``step``."""
+    h, w = shape
+    return np.mgrid[0:h - window + 1:step, 0:w - window + 1:step].reshape(2, -1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,21 +183,21 @@ def measure_windows(
         and the number of textured windows tried (before the response and offset checks).
     """
     gt = gradient_magnitude(target)
-    return _measure_gradients(gt, _window_variance(gt, window), gradient_magnitude(reference), valid, window,
-                              step, min_response, max_offset, lowpass_sigma, device)
+    grid = _window_grid(gt.shape, window, step)
+    return _measure_gradients(gt, _window_variance(gt, window, *grid), gradient_magnitude(reference), valid,
+                              window, grid, min_response, max_offset, lowpass_sigma, device)
 
 
 def _measure_gradients(gt: np.ndarray, gt_variance: np.ndarray, gr: np.ndarray, valid: np.ndarray, window: int,
-                       step: int, min_response: float, max_offset: float, lowpass_sigma: float,
-                       device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """:func:`measure_windows` on gradient magnitudes, the target's window variance given (it stays the
-    same through the refinement's rounds)."""
-    h, w = gt.shape
+                       grid: tuple[np.ndarray, np.ndarray], min_response: float, max_offset: float,
+                       lowpass_sigma: float, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`measure_windows` on gradient magnitudes at the windows of ``grid`` (:func:`_window_grid`), the
+    target's window variance given (it stays the same through the refinement's rounds)."""
+    ys, xs = grid
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
-    invalid = _window_sums((~valid).astype(np.float64), window)
-    variance = np.minimum(gt_variance, _window_variance(gr, window))
-    ys, xs = np.mgrid[0:h - window + 1:step, 0:w - window + 1:step].reshape(2, -1)
-    usable = (invalid[ys, xs] < 0.5) & (variance[ys, xs] >= 1e-6)
+    invalid = _window_sums((~valid).astype(np.float64), window, ys, xs)
+    variance = np.minimum(gt_variance, _window_variance(gr, window, ys, xs))
+    usable = (invalid < 0.5) & (variance >= 1e-6)
     ys, xs = ys[usable], xs[usable]
     empty = np.zeros((0, 2))
     if len(ys) == 0:
@@ -245,13 +251,14 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
     """
     result = None
     gt = gradient_magnitude(target.pixels)
-    gt_variance = _window_variance(gt, options.window)
+    grid = _window_grid(gt.shape, options.window, options.window // 2)
+    gt_variance = _window_variance(gt, options.window, *grid)
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
         warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
         centres, offsets, responses, tried = _measure_gradients(
-            gt, gt_variance, gradient_magnitude(warped), target.valid & warped_valid, options.window,
-            options.window // 2, MIN_RESPONSE, options.max_offset_px, options.lowpass_sigma, device)
+            gt, gt_variance, gradient_magnitude(warped), target.valid & warped_valid, options.window, grid,
+            MIN_RESPONSE, options.max_offset_px, options.lowpass_sigma, device)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
