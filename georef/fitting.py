@@ -174,6 +174,8 @@ def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3
     neighbouring points.
 
     Args:
+        model: ``shift``, ``similarity`` or ``affine``; the nine fits are made together from sums
+            over the points (as :func:`least_squares` would fit each, to rounding).
         src, dst: (N, 2) inlier tie points.
 
     Returns:
@@ -182,13 +184,72 @@ def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3
     edges = [np.quantile(src[:, axis], np.linspace(0, 1, blocks + 1)[1:-1]) for axis in (0, 1)]
     cell = np.searchsorted(edges[0], src[:, 0]) * blocks + np.searchsorted(edges[1], src[:, 1])
     errors = np.full(len(src), np.nan)
-    for k in np.unique(cell):
-        held = cell == k
-        if (~held).sum() <= MIN_POINTS[model] + 1:
-            continue
-        predicted = geometry.apply(least_squares(model, src[~held], dst[~held]), src[held])
-        errors[held] = np.linalg.norm(predicted - dst[held], axis=1)
+    cells = [k for k in np.unique(cell) if (cell != k).sum() > MIN_POINTS[model] + 1]
+    if not cells:
+        return errors
+    cells = np.array(cells)
+    matrices = _COMPLEMENT_FITS[model](src, dst, cell, cells)
+    held = np.isin(cell, cells)
+    own = matrices[np.searchsorted(cells, cell[held])]  # each held point's model, fitted without its cell
+    predicted = np.einsum("nij,nj->ni", own[:, :2, :2], src[held]) + own[:, :2, 2]
+    errors[held] = np.linalg.norm(predicted - dst[held], axis=1)
     return errors
+
+
+def _complement_sums(values: np.ndarray, cell: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """(K, ...) sums of ``values`` (N, ...) over the points outside each of ``cells``."""
+    inside = (cell[None, :] == cells[:, None]).astype(np.float64)
+    flat = values.reshape(len(values), -1)
+    return (flat.sum(axis=0) - inside @ flat).reshape(len(cells), *values.shape[1:])
+
+
+def _complement_fits_shift(src, dst, cell, cells) -> np.ndarray:
+    """(K, 3, 3) least-squares shifts of the points outside each cell, all at once."""
+    n = _complement_sums(np.ones(len(src)), cell, cells)
+    shifts = _complement_sums(dst - src, cell, cells) / n[:, None]
+    out = np.tile(np.eye(3), (len(cells), 1, 1))
+    out[:, :2, 2] = shifts
+    return out
+
+
+def _complement_fits_similarity(src, dst, cell, cells) -> np.ndarray:
+    """(K, 3, 3) least-squares similarities (as :func:`least_squares`) of the points outside each cell."""
+    origin = src.mean(axis=0)  # sums about a common origin keep the moments well conditioned
+    s, d = src - origin, dst - origin
+    n = _complement_sums(np.ones(len(s)), cell, cells)
+    ms, md = _complement_sums(s, cell, cells) / n[:, None], _complement_sums(d, cell, cells) / n[:, None]
+    moments = _complement_sums(np.column_stack([(s * d).sum(axis=1), s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0],
+                                                (s**2).sum(axis=1)]), cell, cells)
+    a = moments[:, 0] - n * (ms * md).sum(axis=1)
+    b = moments[:, 1] - n * (ms[:, 0] * md[:, 1] - ms[:, 1] * md[:, 0])
+    denom = np.maximum(moments[:, 2] - n * (ms**2).sum(axis=1), 1e-12)
+    ca, sa = a / denom, b / denom
+    out = np.tile(np.eye(3), (len(cells), 1, 1))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1] = ca, -sa, sa, ca
+    rotated = np.einsum("kij,kj->ki", out[:, :2, :2], ms + origin)
+    out[:, :2, 2] = md + origin - rotated
+    return out
+
+
+def _complement_fits_affine(src, dst, cell, cells) -> np.ndarray:
+    """(K, 3, 3) least-squares affines of the points outside each cell, by their normal equations."""
+    origin = src.mean(axis=0)
+    design = np.column_stack([src - origin, np.ones(len(src))])
+    gram = _complement_sums(design[:, :, None] * design[:, None, :], cell, cells)
+    moment = _complement_sums(design[:, :, None] * (dst - origin)[:, None, :], cell, cells)
+    try:
+        coef = np.linalg.solve(gram, moment)  # (K, 3, 2): x' - ox, y' - oy from x - ox, y - oy, 1
+    except np.linalg.LinAlgError:  # collinear points outside some cell: least squares, one cell at a time
+        return np.array([least_squares("affine", src[cell != k], dst[cell != k]) for k in cells])
+    out = np.tile(np.eye(3), (len(cells), 1, 1))
+    out[:, :2, :2] = np.transpose(coef[:, :2], (0, 2, 1))
+    out[:, :2, 2] = coef[:, 2] + origin - np.einsum("kij,j->ki", out[:, :2, :2], origin)
+    return out
+
+
+#: Models whose held-out blocks are fitted together from sums over the points (as fast as one fit).
+_COMPLEMENT_FITS = {"shift": _complement_fits_shift, "similarity": _complement_fits_similarity,
+                    "affine": _complement_fits_affine}
 
 
 def _held_out_rmse(model: str, src: np.ndarray, dst: np.ndarray, blocks: int) -> float:

@@ -106,3 +106,21 @@ def test_blocked_errors_hold_each_block_out():
     errors = blocked_errors("shift", src, dst)
     assert np.isfinite(errors).all()
     assert errors[src[:, 0] < 100].min() > errors[src[:, 0] > 200].max()
+
+
+@pytest.mark.parametrize("model", ["shift", "similarity", "affine"])
+def test_blocked_errors_equal_one_fit_per_block(model):
+    from georef.transforms import least_squares
+
+    rng = np.random.default_rng(3)
+    src = rng.random((120, 2)) * 512
+    dst = geometry.apply(np.array([[1.01, 0.02, 5.3], [-0.015, 0.99, -7.1], [0, 0, 1]]), src)
+    dst += rng.normal(0, 0.7, src.shape)
+    edges = [np.quantile(src[:, axis], [1 / 3, 2 / 3]) for axis in (0, 1)]
+    cell = np.searchsorted(edges[0], src[:, 0]) * 3 + np.searchsorted(edges[1], src[:, 1])
+    expected = np.empty(len(src))
+    for k in range(9):
+        held = cell == k
+        fit = least_squares(model, src[~held], dst[~held])
+        expected[held] = np.linalg.norm(geometry.apply(fit, src[held]) - dst[held], axis=1)
+    np.testing.assert_allclose(blocked_errors(model, src, dst), expected, rtol=0, atol=1e-9)
