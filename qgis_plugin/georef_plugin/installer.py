@@ -3,7 +3,7 @@
 The core runs in a Python of its own (see :mod:`bridge`): a venv made with a
 system Python 3.11+, never QGIS's, holding torch and the core wheel that
 ``qgis_plugin/build.py`` put in the plugin zip. Qt-free, so it is easy to test;
-:class:`task.InstallTask` runs it in the background.
+:func:`task.install_task` runs it in the background.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def find_base_python(preferred: str | None = None) -> str:
     names = ["python3.13", "python3.12", "python3.11", "python3"] + (["py"] if os.name == "nt" else [])
     fixed = ["/usr/bin/python3", "/usr/local/bin/python3", "/opt/homebrew/bin/python3",
              "/Library/Frameworks/Python.framework/Versions/Current/bin/python3"]
+    if preferred and not Path(preferred).is_file():
+        raise InstallError(f"the chosen Python {preferred} does not exist")
     candidates = [preferred] if preferred else [shutil.which(n) for n in names] + fixed
     tried = []
     for python in dict.fromkeys(filter(None, candidates)):

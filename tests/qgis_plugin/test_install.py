@@ -33,8 +33,46 @@ def test_plugin_without_a_wheel_or_with_a_missing_folder_says_so(tmp_path):
     with pytest.raises(installer.InstallError, match="folder of wheels .*no-wheels does not exist"):
         installer.Installer(offline).run()
     assert not env_dir.parent.exists()
-    with pytest.raises(installer.InstallError, match="no Python 3.11 or newer.*python3-venv"):
+    with pytest.raises(installer.InstallError, match="the chosen Python .*python3 does not exist"):
         installer.find_base_python(str(tmp_path / "python3"))
+    too_old = tmp_path / "python"
+    too_old.write_text("#!/bin/sh\necho 3 8\n")
+    too_old.chmod(0o755)
+    with pytest.raises(installer.InstallError, match="no Python 3.11 or newer with venv found.*python3-venv"):
+        installer.find_base_python(str(too_old))
+
+
+def test_without_a_core_the_message_bar_offers_the_install(qgis_iface, tmp_path, monkeypatch):
+    from qgis.core import QgsSettings
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    from georef_plugin import bridge, settings
+    from georef_plugin.dialog import InstallDialog
+    from georef_plugin import plugin as plugin_module
+    from georef_plugin.plugin import GeorefPlugin
+
+    monkeypatch.setenv("GEOREF_PYTHON", str(tmp_path / "nope"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for module in (settings, plugin_module):  # a profile without an installed core
+        monkeypatch.setattr(module, "core_env_dir", lambda: tmp_path / "profile" / "georef" / "core")
+    before = QgsSettings().value(bridge.SETTINGS_KEY, None)
+    QgsSettings().remove(bridge.SETTINGS_KEY)
+    plugin = GeorefPlugin(qgis_iface)
+    plugin.initGui()
+    try:
+        plugin.actions[0].trigger()  # "Auto-georeference" without a core
+        buttons = [b for b in qgis_iface.messageBar().findChildren(QPushButton)
+                   if b.text() == "Install the georef core…"]
+        assert buttons and plugin.dialog is None
+        buttons[-1].click()
+        assert isinstance(plugin.dialog, InstallDialog) and plugin.dialog.isVisible()
+        options = plugin.dialog.options()
+        assert options.env_dir == tmp_path / "profile" / "georef" / "core" and options.torch_build == "cpu"
+        plugin.dialog.close()
+    finally:
+        plugin.unload()
+        if before is not None:
+            QgsSettings().setValue(bridge.SETTINGS_KEY, before)
 
 
 @pytest.fixture
