@@ -55,23 +55,25 @@ def command(python: str, *args: str) -> list[str]:
 
 
 def find_python(configured: str | None = None) -> str:
-    """The Python of the georef core: the setting, ``GEOREF_PYTHON``, or a python3 on PATH that imports georef.
+    """The Python of the georef core: the setting, ``GEOREF_PYTHON``, or a python3 on PATH whose georef answers.
 
     Raises:
         CoreError: none found, with how to install it.
     """
     candidates = [configured, os.environ.get("GEOREF_PYTHON"), shutil.which("python3")]
     for python in filter(None, candidates):
-        if Path(python).is_file() and _imports_georef(python):
+        if Path(python).is_file() and core_version(python) is not None:
             return python
     raise CoreError(INSTALL_HINT)
 
 
-def _imports_georef(python: str) -> bool:
+def core_version(python: str | Path) -> str | None:
+    """The version the core at ``python`` reports (``python -I -m georef --version``), or None if it does not run."""
     try:
-        return subprocess.run([python, "-I", "-c", "import georef"], capture_output=True, timeout=60).returncode == 0
+        out = subprocess.run(command(python, "--version"), capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
+    return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.strip() else None
 
 
 _LISTINGS: dict[str, dict] = {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .bridge import Canceled, command, stream_lines
+from .bridge import Canceled, command, core_version, stream_lines
 
 WHEELS = Path(__file__).resolve().parent / "wheels"
 DISTRIBUTION = "autogeoref"  # the PyPI name; the import and the command are georef
@@ -85,15 +85,6 @@ def wheel_version(wheel: Path) -> str:
 
 def env_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def core_version(python: str | Path) -> str | None:
-    """The version the core at ``python`` reports (``python -m georef --version``), or None if it does not run."""
-    try:
-        out = subprocess.run(command(python, "--version"), capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def find_base_python(preferred: str | None = None) -> str:

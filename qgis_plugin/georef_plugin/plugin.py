@@ -7,7 +7,7 @@ from qgis.PyQt.QtWidgets import QAction, QFileDialog, QPushButton
 
 from . import bridge
 from .dialog import AlignDialog, InstallDialog
-from .installer import InstallOptions, InstallResult, core_version
+from .installer import InstallOptions, InstallResult
 from .layers import add_results
 from .provider import GeorefProvider
 from .settings import configured_python, core_env_dir, set_python
@@ -59,7 +59,7 @@ class GeorefPlugin:
 
     def show_install_dialog(self) -> None:
         python = configured_python()
-        self.dialog = InstallDialog(core_env_dir(), core_version(python) if python else None,
+        self.dialog = InstallDialog(core_env_dir(), bridge.core_version(python) if python else None,
                                     self.iface.mainWindow())
         self.dialog.accepted.connect(lambda: self.install_core(self.dialog.options()))
         self.dialog.show()
@@ -76,7 +76,7 @@ class GeorefPlugin:
 
     def _install_failed(self, reason: str) -> None:
         python = configured_python()
-        if python and core_version(python) is None:  # a failed repair: no setting that points at a broken core
+        if python and bridge.core_version(python) is None:  # a failed repair: no setting that points at a broken core
             set_python(None)
         self._bar("georef", f"installing the georef core failed: {reason}", Qgis.Critical)
 
