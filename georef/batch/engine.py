@@ -137,17 +137,23 @@ def plan_jobs(pairs: Sequence[Pair], out_dir: Path, options: AlignOptions, outpu
     return jobs
 
 
+def use_one_thread() -> None:
+    """A worker's settings (one worker per core): torch and GDAL on one thread each, unless
+    ``OMP_NUM_THREADS`` or ``GDAL_NUM_THREADS`` say otherwise."""
+    from georef import threads
+
+    os.environ.setdefault("GDAL_NUM_THREADS", "1")
+    threads.request(1 if "OMP_NUM_THREADS" not in os.environ else None)
+
+
 def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
     """The task: align one pair, write its outputs, and return its row (never raises for a bad pair)."""
-    from georef import threads
     from georef.workflow import align_file
 
-    # One worker per core: each works on one thread, unless the user's environment says otherwise.
-    os.environ.setdefault("GDAL_NUM_THREADS", "1")
+    use_one_thread()
     if MALLOC_TRIM in os.environ:
         log.warning("%s is set in this worker: pairs take about twice as long; start workers with "
                     "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", MALLOC_TRIM, MALLOC_TRIM)
-    threads.request(1 if "OMP_NUM_THREADS" not in os.environ else None)
     row = results.pair_row(job)
     start = time.perf_counter()
     alignment = None

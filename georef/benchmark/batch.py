@@ -20,32 +20,30 @@ log = logging.getLogger(__name__)
 
 
 def _in_process(cases, out_dir: Path, one_core: bool) -> float:
-    """The pairs one after another in this process: on every core (the defaults), or on one, as a worker runs."""
+    """The pairs one after another in this process, writing what a batch task writes (output and JSON
+    report): on every core (the defaults), or with a worker's settings."""
     import os
 
-    import cv2
-
-    from georef import threads as torch_threads
+    from georef import threads
+    from georef.batch.engine import use_one_thread
     from georef.errors import GeorefError
     from georef.options import OutputOptions
     from georef.workflow import align_file
 
-    cv2_threads = cv2.getNumThreads()
-    if one_core:  # a worker's settings (see georef.batch.engine.align_pair)
-        torch_threads.request(1)
-        cv2.setNumThreads(1)
-        os.environ["GDAL_NUM_THREADS"] = "1"
+    gdal_threads = os.environ.get("GDAL_NUM_THREADS")
+    if one_core:
+        use_one_thread()
     start = time.perf_counter()
     try:
         for i, case in enumerate(cases):
             try:
-                align_file(case.target, case.reference, OutputOptions(output=out_dir / f"{i}.tif", overwrite=True))
+                align_file(case.target, case.reference, OutputOptions(
+                    output=out_dir / f"{i}.tif", report=out_dir / f"{i}.json", overwrite=True, report_figures=False))
             except GeorefError:
                 pass
     finally:
-        torch_threads.request(None)
-        cv2.setNumThreads(cv2_threads)
-        if one_core:
+        threads.request(None)
+        if gdal_threads is None:
             os.environ.pop("GDAL_NUM_THREADS", None)
     return time.perf_counter() - start
 
