@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from georef import geometry
+from georef.errors import MatchingError
 from georef.fitting import MIN_POINTS, fit_transform
 from georef.significance import log10_nfa
 from georef.options import RefineOptions
@@ -247,7 +248,7 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         device: torch device of the correlations' FFTs.
 
     Returns:
-        The refinement, or None where too few windows hold texture.
+        The refinement, or None where too few windows hold texture or agree on a transform.
     """
     result = None
     gt = gradient_magnitude(target.pixels)
@@ -263,7 +264,11 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
         chip_px = geometry.apply(matrix, centres + offsets)
-        fit = fit_transform(centres, chip_px, model, options.threshold_px)
+        try:
+            fit = fit_transform(centres, chip_px, model, options.threshold_px)
+        except MatchingError:  # the windows agree on no transform: they confirm nothing
+            log.info("refinement stopped: no %s model fits its %d windows", model, len(centres))
+            return result
         change = geometry.mean_corner_distance(fit.matrix, matrix, *target.shape[::-1])
         matrix = fit.matrix
         result = Refinement(matrix, fit.model, centres, chip_px, responses, fit.inliers, tried,

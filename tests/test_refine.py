@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from georef import geometry, raster
+from georef.errors import MatchingError
 from georef.refine import measure_windows, phase_correlate, refine, resample_to
 
 
@@ -73,3 +74,15 @@ def test_refine_gives_up_on_a_textureless_image():
     ok = np.ones_like(flat, bool)
     image = raster.MatchImage(flat, ok, np.eye(3))
     assert refine(image, image, np.eye(3), "affine") is None
+
+
+def test_refine_gives_up_where_its_windows_agree_on_no_transform(image, monkeypatch):
+    # Seen on a real widened search: 15 textured windows on which MAGSAC found no affine; the
+    # refinement raised instead of leaving the coarse fit to the gate.
+    def no_fit(src, dst, model, threshold, *args):
+        raise MatchingError(f"no {model} model fits the {len(src)} matches")
+
+    monkeypatch.setattr("georef.refine.fit_transform", no_fit)
+    valid = np.ones(image.shape, bool)
+    assert refine(raster.MatchImage(image, valid, np.eye(3)), raster.MatchImage(image, valid, np.eye(3)), np.eye(3),
+                  "affine") is None
