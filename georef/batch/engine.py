@@ -66,7 +66,10 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
         return Client(scheduler)
     # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold:
     # every large array is then mapped and unmapped afresh, and a pair takes twice as long (measured).
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None}):
+    # Its statistical profiler samples each worker's stack every 10 ms, for the dashboard's profile
+    # page only: about 5-10 % of a pair on 2 cores (docs/benchmarks.md, Batches).
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None,
+                          "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
                                dashboard_address=":0")
     return Client(cluster)
