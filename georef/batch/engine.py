@@ -40,6 +40,11 @@ RETRIES = 2
 MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 #: Output formats of a batch: a GeoTIFF copy, or a VRT over the target (no pixel copied).
 FORMATS = ("tif", "vrt")
+#: Dask settings of the local cluster's workers that cost a pair time and serve only the dashboard (see
+#: :func:`start_client`).
+QUIET_WORKERS = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1000ms",
+                 "distributed.worker.memory.monitor-interval": "1000ms",
+                 "distributed.admin.system-monitor.interval": "5000ms"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,10 +71,11 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
         return Client(scheduler)
     # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold:
     # every large array is then mapped and unmapped afresh, and a pair takes twice as long (measured).
-    # Its statistical profiler samples each worker's stack every 10 ms, for the dashboard's profile
-    # page only: about 5-10 % of a pair on 2 cores (docs/benchmarks.md, Batches).
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None,
-                          "distributed.worker.profile.enabled": False}):
+    # Its statistical profiler (a stack sample every 10 ms) and its event loop's ticks (every 20 ms),
+    # memory checks (100 ms) and system monitor (500 ms) each take the GIL from the task: together
+    # 10-15 % of a pair on 2 cores (docs/benchmarks.md, Batches). A pair's memory grows over seconds:
+    # a check a second still catches it.
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None, **QUIET_WORKERS}):
         cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
                                dashboard_address=":0")
     return Client(cluster)
