@@ -143,19 +143,23 @@ def stream_lines(proc: subprocess.Popen, stream, is_canceled: Callable[[], bool]
     Raises:
         Canceled: ``is_canceled()`` turned true (polled even while the process is silent); the
             process was interrupted with SIGINT (the core and pip clean up on it), killed if it
-            did not stop within 10 s.
+            did not stop within 10 s. A process that had already finished its work (exit code 0)
+            is not canceled: its result stands.
     """
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True)
     reader.start()
     while proc.poll() is None or reader.is_alive() or not lines.empty():
         if is_canceled():
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise Canceled("canceled")
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.returncode != 0:
+                raise Canceled("canceled")
         try:
             yield lines.get(timeout=0.1)
         except queue.Empty:

@@ -66,7 +66,7 @@ class GeorefPlugin:
 
     def install_core(self, options: InstallOptions) -> CoreTask:
         """Install, repair or upgrade the core in the background; the setting is recorded once it answers."""
-        self.task = install_task(options, self._installed, self._install_failed)
+        self.task = install_task(options, configured_python(), self._installed, self._install_failed)
         QgsApplication.taskManager().addTask(self.task)
         return self.task
 
@@ -75,8 +75,7 @@ class GeorefPlugin:
         self._bar("georef", f"the georef core {result.version} is {result.action} ({result.python})", Qgis.Success)
 
     def _install_failed(self, reason: str) -> None:
-        python = configured_python()
-        if python and bridge.core_version(python) is None:  # a failed repair: no setting that points at a broken core
+        if not self.task.configured_runs:  # a failed repair: no setting that points at a broken core
             set_python(None)
         self._bar("georef", f"installing the georef core failed: {reason}", Qgis.Critical)
 

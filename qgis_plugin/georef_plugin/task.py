@@ -72,10 +72,20 @@ def align_task(params: dict, on_success, on_failure) -> CoreTask:
                     on_success, on_failure)
 
 
-def install_task(options: InstallOptions, on_success, on_failure) -> CoreTask:
-    """Installing the core (:class:`Installer`), pip's output line by line in the log panel's georef tab."""
+def install_task(options: InstallOptions, configured: str | None, on_success, on_failure) -> CoreTask:
+    """Installing the core (:class:`Installer`), pip's output line by line in the log panel's georef tab.
+
+    Where it fails, the task's ``configured_runs`` says whether the ``configured`` core still answers
+    (asked on the task's thread: a probe takes about a second).
+    """
     def work(is_canceled, progress):
         log = lambda line: QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)  # noqa: E731
-        return Installer(options, log, progress, is_canceled).run()
+        try:
+            return Installer(options, log, progress, is_canceled).run()
+        except BaseException:
+            task.configured_runs = configured is None or bridge.core_version(configured) is not None
+            raise
 
-    return CoreTask("georef: install the core", work, on_success, on_failure)
+    task = CoreTask("georef: install the core", work, on_success, on_failure)
+    task.configured_runs = True
+    return task

@@ -28,3 +28,25 @@ def test_align_reports_the_core_stages(core_python, real_case, tmp_path):
     assert result.report["status"] == "passed"
     assert stages[0] == "read" and "write" in stages and "refine" in stages
     assert percents == sorted(percents) and len(set(percents)) >= 4 and percents[-1] < 100
+
+
+def test_a_cancel_stops_a_running_process_but_not_a_finished_one():
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    def run(code):
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+    busy = run("import time; print('started', flush=True); time.sleep(60)")
+    start = time.monotonic()
+    with pytest.raises(bridge.Canceled):
+        for _ in bridge.stream_lines(busy, busy.stdout, lambda: True):
+            pass
+    assert busy.returncode != 0 and time.monotonic() - start < 15
+    # A cancel that comes after the work is done (the process exited 0) leaves its result alone.
+    done = run("print('written')")
+    done.wait()
+    assert list(bridge.stream_lines(done, done.stdout, lambda: True)) == ["written\n"]
