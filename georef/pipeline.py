@@ -560,7 +560,8 @@ def _precise_enough(solution: Solution, target_px: float) -> bool:
 
 def _pooled_solution(results: list[tiles.WindowResult], coarse: TiePointFit, scene: Scene, plan: tiles.WindowPlan,
                      options: AlignOptions) -> Solution | None:
-    """One robust fit of the tie points of every matched window; None where none matched."""
+    """One robust fit of the tie points of every matched window; None where none matched, or where their
+    tie points together agree on no transform."""
     used = [r for r in results if r.status in tiles.USED]
     if not used:
         return None
@@ -570,7 +571,11 @@ def _pooled_solution(results: list[tiles.WindowResult], coarse: TiePointFit, sce
     full_px = geometry.pixel_scale(plan.coarse_to_map)
     dst_to_world = geometry.translation(map_xy[:, 0].min(), map_xy[:, 1].max()) @ geometry.scaling(full_px, -full_px)
     dst = geometry.apply(np.linalg.inv(dst_to_world), map_xy)
-    pooled = fit_transform(target_px, dst, _fit_settings(options).model, options.threshold_px, options.seed)
+    try:
+        pooled = fit_transform(target_px, dst, _fit_settings(options).model, options.threshold_px, options.seed)
+    except MatchingError:
+        log.warning("the %d matched windows agree on no transform", len(used))
+        return None
     if options.refine.enabled:
         settings = options.refine.at_scale(plan.refine_scale, options.tiles.size)
         windows_nfa = window_log_nfa(sum(r.tried for r in used), sum(r.agreeing for r in used), settings.threshold_px,

@@ -61,6 +61,21 @@ def test_large_target_is_matched_coarse_to_fine(large_pair):
     assert not coarse.tiles and coarse_error > error  # the fine pass is what makes it sub-pixel
 
 
+def test_windows_that_agree_on_no_transform_leave_the_coarse_fit(large_pair, monkeypatch):
+    from georef.errors import MatchingError
+
+    def no_fit(src, dst, model, *args):
+        raise MatchingError(f"no {model} model fits the {len(src)} matches")
+
+    target, ref, truth = large_pair
+    options = AlignOptions(max_size=512, tiles=TileOptions(size=512, overlap=128, max_windows=4, target_fit_ce90_px=0))
+    monkeypatch.setattr("georef.pipeline.fit_transform", no_fit)  # the pooled fit of the windows' tie points
+    result = estimate_alignment(target, ref, options)
+    coarse = estimate_alignment(target, ref, replace(options, tiles=TileOptions(size=0)))
+    np.testing.assert_allclose(result.transform, coarse.transform)
+    assert result.quality.reasons == coarse.quality.reasons and result.tiles["matched"] + result.tiles["refined"] >= 1
+
+
 def test_windows_come_in_rounds_until_the_fit_is_precise(large_pair):
     """A precise coarse fit: windows are refined from it without the matcher, and fewer are needed."""
     target, ref, truth = large_pair
