@@ -66,16 +66,18 @@ class GeorefPlugin:
 
     def install_core(self, options: InstallOptions) -> CoreTask:
         """Install, repair or upgrade the core in the background; the setting is recorded once it answers."""
-        self.task = install_task(options, configured_python(), self._installed, self._install_failed)
-        QgsApplication.taskManager().addTask(self.task)
-        return self.task
+        task = install_task(options, configured_python(), self._installed,
+                            lambda reason: self._install_failed(reason, task.configured_runs))
+        self.task = task
+        QgsApplication.taskManager().addTask(task)
+        return task
 
     def _installed(self, result: InstallResult) -> None:
         set_python(result.python)
         self._bar("georef", f"the georef core {result.version} is {result.action} ({result.python})", Qgis.Success)
 
-    def _install_failed(self, reason: str) -> None:
-        if not self.task.configured_runs:  # a failed repair: no setting that points at a broken core
+    def _install_failed(self, reason: str, configured_runs: bool) -> None:
+        if not configured_runs:  # a failed repair: no setting that points at a broken core
             set_python(None)
         self._bar("georef", f"installing the georef core failed: {reason}", Qgis.Critical)
 
