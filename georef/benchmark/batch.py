@@ -72,13 +72,15 @@ def _in_process(cases, out_dir: Path, one_core: bool) -> tuple[float, dict]:
     return seconds, _split(seconds, finished)
 
 
-def _shell_loop(cases, out_dir: Path) -> float:
+def _shell_loop(cases, out_dir: Path) -> tuple[float, dict]:
     georef = Path(sys.executable).parent / "georef"
-    start = time.perf_counter()
+    start, finished = time.perf_counter(), []
     for i, case in enumerate(cases):
         subprocess.run([str(georef), "-q", "align", str(case.target), "--ref", str(case.reference), "-o",
                         str(out_dir / f"{i}.tif"), "--overwrite"], capture_output=True, check=False)
-    return time.perf_counter() - start
+        finished.append(time.perf_counter())
+    seconds = time.perf_counter() - start
+    return seconds, _split(seconds, finished)
 
 
 def _batch(cases, out_dir: Path, workers: int) -> tuple[float, dict]:
@@ -125,8 +127,7 @@ def run_batch_benchmark(data: str | Path, out_dir: str | Path, pairs: int = 60, 
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         log.info("batch benchmark: %s", name)
-        result = work(folder)
-        seconds, details = result if isinstance(result, tuple) else (result, {})
+        seconds, details = work(folder)
         n = shell_pairs if name.startswith("shell") else len(cases)
         runs[name] = {"pairs": n, "seconds": seconds, "s_per_pair": seconds / n, "pairs_per_min": 60 * n / seconds,
                       "worker_peak_rss_mb": None, **details}
@@ -144,8 +145,8 @@ def run_batch_benchmark(data: str | Path, out_dir: str | Path, pairs: int = 60, 
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in runs.items():
         rss = f"{r['worker_peak_rss_mb']:.0f} MB" if r["worker_peak_rss_mb"] else ""
-        steady = f"{r['steady_s_per_pair']:.2f} | {r['fixed_s']:.1f}" if "fixed_s" in r else " | "
-        lines.append(f"| {name} | {r['pairs']} | {r['s_per_pair']:.2f} | {r['pairs_per_min']:.0f} | {steady} | {rss} |")
+        lines.append(f"| {name} | {r['pairs']} | {r['s_per_pair']:.2f} | {r['pairs_per_min']:.0f} | "
+                     f"{r['steady_s_per_pair']:.2f} | {r['fixed_s']:.1f} | {rss} |")
     lines += ["", f"batch on 2 workers: {summary['speedup_vs_in_process']:.2f}x the in-process loop, "
               f"{summary['speedup_vs_shell_loop']:.1f}x the shell loop; 1 -> 2 workers "
               f"{summary['scaling_1_to_2_workers']:.2f}x; 1 worker takes {summary['one_worker_vs_one_core']:.2f}x "
