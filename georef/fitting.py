@@ -165,7 +165,14 @@ def _refit(model: str, src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, th
     return matrix, inliers, residuals
 
 
-def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3) -> np.ndarray:
+def block_cells(src: np.ndarray, blocks: int = 3) -> np.ndarray:
+    """(N,) the ``blocks`` x ``blocks`` cell of each point, cut at the quantiles of the points' coordinates."""
+    edges = [np.quantile(src[:, axis], np.linspace(0, 1, blocks + 1)[1:-1]) for axis in (0, 1)]
+    return np.searchsorted(edges[0], src[:, 0]) * blocks + np.searchsorted(edges[1], src[:, 1])
+
+
+def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3,
+                   cell: np.ndarray | None = None) -> np.ndarray:
     """Distance of each point to the model fitted without its spatial block.
 
     The points are split into ``blocks`` x ``blocks`` cells at the quantiles of
@@ -177,23 +184,31 @@ def blocked_errors(model: str, src: np.ndarray, dst: np.ndarray, blocks: int = 3
         model: ``shift``, ``similarity`` or ``affine``; the nine fits are made together from sums
             over the points (as :func:`least_squares` would fit each, to rounding).
         src, dst: (N, 2) inlier tie points.
+        cell: the points' cells (:func:`block_cells`), where calls on the same points share them.
 
     Returns:
         (N,) held-out distances; NaN in a cell whose complement is too small to fit.
     """
-    edges = [np.quantile(src[:, axis], np.linspace(0, 1, blocks + 1)[1:-1]) for axis in (0, 1)]
-    cell = np.searchsorted(edges[0], src[:, 0]) * blocks + np.searchsorted(edges[1], src[:, 1])
+    if cell is None:
+        cell = block_cells(src, blocks)
     errors = np.full(len(src), np.nan)
     cells = [k for k in np.unique(cell) if (cell != k).sum() > MIN_POINTS[model] + 1]
     if not cells:
         return errors
     cells = np.array(cells)
-    matrices = _COMPLEMENT_FITS[model](src, dst, cell, cells)
     held = np.isin(cell, cells)
-    own = matrices[np.searchsorted(cells, cell[held])]  # each held point's model, fitted without its cell
-    predicted = np.einsum("nij,nj->ni", own[:, :2, :2], src[held]) + own[:, :2, 2]
-    errors[held] = np.linalg.norm(predicted - dst[held], axis=1)
+    errors[held] = _complement_errors(model, src, dst, cell, cells)[held]
     return errors
+
+
+def _complement_errors(model: str, src: np.ndarray, dst: np.ndarray, cell: np.ndarray,
+                       cells: np.ndarray) -> np.ndarray:
+    """(N,) distance of each point to the ``model`` fitted to the points outside its cell, all cells' fits
+    made together (:data:`_COMPLEMENT_FITS`); a point outside ``cells`` (sorted) gets an arbitrary value."""
+    matrices = _COMPLEMENT_FITS[model](src, dst, cell, cells)
+    own = matrices[np.clip(np.searchsorted(cells, cell), 0, len(cells) - 1)]
+    predicted = np.einsum("nij,nj->ni", own[:, :2, :2], src) + own[:, :2, 2]
+    return np.linalg.norm(predicted - dst, axis=1)
 
 
 def _complement_sums(values: np.ndarray, cell: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -252,11 +267,10 @@ _COMPLEMENT_FITS = {"shift": _complement_fits_shift, "similarity": _complement_f
                     "affine": _complement_fits_affine}
 
 
-def _held_out_rmse(model: str, src: np.ndarray, dst: np.ndarray, blocks: int) -> float:
-    """RMSE of each point's distance to the model fitted without it: by spatial blocks where the points
-    are enough to fill them, else by 5-fold cross-validation."""
-    errors = blocked_errors(model, src, dst, blocks) if len(src) >= 4 * blocks * blocks else held_out_errors(
-        model, src, dst)
+def _held_out_rmse(model: str, src: np.ndarray, dst: np.ndarray, cell: np.ndarray | None) -> float:
+    """RMSE of each point's distance to the model fitted without it: by the spatial blocks ``cell``
+    (:func:`block_cells`), or by 5-fold cross-validation where the points are too few to fill blocks (None)."""
+    errors = held_out_errors(model, src, dst) if cell is None else blocked_errors(model, src, dst, cell=cell)
     return float(np.sqrt(np.nanmean(errors**2)))
 
 
@@ -288,16 +302,17 @@ def select_model(
     """
     if len(src) < 2 * MIN_POINTS["affine"] + 4:
         return "similarity"  # too few to compare: a similarity is the usual truth of a north-up scene
-    held_out = {name: _held_out_rmse(name, src, dst, blocks) for name in ("shift", "similarity")}
+    cell = block_cells(src, blocks) if len(src) >= 4 * blocks * blocks else None
+    held_out = {name: _held_out_rmse(name, src, dst, cell) for name in ("shift", "similarity")}
     chosen = "similarity" if held_out["similarity"] < (1 - tolerance) * held_out["shift"] else "shift"
-    if len(src) >= 4 * blocks * blocks:
+    if cell is not None:
         similarity, affine = least_squares("similarity", src, dst), least_squares("affine", src, dst)
         scatter = float(np.sqrt(np.mean(np.sum((geometry.apply(affine, src) - dst) ** 2, axis=1))))
         lo = src.min(axis=0)
         extent = geometry.corners(*(src.max(axis=0) - lo)) + lo
         departure = float(np.linalg.norm(geometry.apply(similarity, extent) - geometry.apply(affine, extent),
                                          axis=1).max())
-        held_out["affine"] = _held_out_rmse("affine", src, dst, blocks)
+        held_out["affine"] = _held_out_rmse("affine", src, dst, cell)
         if departure > significance * max(scatter, 1e-6) and held_out["affine"] < (1 - tolerance) * min(
                 held_out["shift"], held_out["similarity"]):
             chosen = "affine"
@@ -338,6 +353,8 @@ def held_out_errors(name: str, src: np.ndarray, dst: np.ndarray, folds: int = 5,
     """Distance of each point to the model fitted without its fold (k-fold cross-validation)."""
     n = len(src)
     fold = np.random.default_rng(seed).permutation(n) % folds
+    if name in _COMPLEMENT_FITS and n >= folds:
+        return _complement_errors(name, src, dst, fold, np.arange(folds))
     errors = np.full(n, np.nan)
     model = MODELS[name]
     for k in range(folds):

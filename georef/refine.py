@@ -204,12 +204,14 @@ def _measure_gradients(gt: np.ndarray, gt_variance: np.ndarray, gr: np.ndarray, 
     if len(ys) == 0:
         return empty, empty, np.zeros(0), 0
     offsets, responses = np.zeros((len(ys), 2)), np.zeros(len(ys))
+    # Views of every window position: one fancy index copies a batch of windows out at once.
+    target_windows = np.lib.stride_tricks.sliding_window_view(gt, (window, window))
+    reference_windows = np.lib.stride_tricks.sliding_window_view(gr, (window, window))
     # Batches bound the FFTs' memory where a large image holds thousands of windows.
     for start in range(0, len(ys), _WINDOW_BATCH):
         part = slice(start, start + _WINDOW_BATCH)
-        a = np.stack([gt[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
-        b = np.stack([gr[y:y + window, x:x + window] for y, x in zip(ys[part], xs[part])])
-        offsets[part], responses[part] = phase_correlate(a, b, lowpass_sigma, device)
+        offsets[part], responses[part] = phase_correlate(target_windows[ys[part], xs[part]],
+                                                         reference_windows[ys[part], xs[part]], lowpass_sigma, device)
     keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
     centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
     return centres[keep], offsets[keep], responses[keep], len(ys)

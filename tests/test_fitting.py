@@ -3,7 +3,7 @@ import pytest
 
 from georef import geometry
 from georef.errors import MatchingError
-from georef.fitting import blocked_errors, fit_transform, select_model
+from georef.fitting import blocked_errors, fit_transform, held_out_errors, select_model
 from georef.transforms import AUTO, MATRIX_MODELS as MODELS
 
 
@@ -124,3 +124,21 @@ def test_blocked_errors_equal_one_fit_per_block(model):
         fit = least_squares(model, src[~held], dst[~held])
         expected[held] = np.linalg.norm(geometry.apply(fit, src[held]) - dst[held], axis=1)
     np.testing.assert_allclose(blocked_errors(model, src, dst), expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["shift", "similarity", "affine"])
+@pytest.mark.parametrize("n", [5, 40])
+def test_held_out_errors_equal_one_fit_per_fold(model, n):
+    from georef.transforms import MODELS
+
+    rng = np.random.default_rng(4)
+    src = rng.random((n, 2)) * 512
+    dst = geometry.apply(np.array([[1.01, 0.02, 5.3], [-0.015, 0.99, -7.1], [0, 0, 1]]), src)
+    dst += rng.normal(0, 0.7, src.shape)
+    fold = np.random.default_rng(0).permutation(n) % 5
+    expected = np.empty(n)
+    for k in range(5):
+        held = fold == k
+        fit = MODELS[model].fit(src[~held], dst[~held])
+        expected[held] = np.linalg.norm(fit.apply(src[held]) - dst[held], axis=1)
+    np.testing.assert_allclose(held_out_errors(model, src, dst), expected, rtol=0, atol=1e-9)
