@@ -79,7 +79,8 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     metres_per_px = unit * metres_per_unit
     quality = Quality(len(table), int(used.sum()), int(used.sum()), rmse, float(r.max()), rmse * metres_per_px,
                       float(r.max()) * metres_per_px, coverage(pixel, width, height), moved.shift_m,
-                      moved.scale_change, passed=True)
+                      moved.scale_change, span=float(min(1.0, (np.ptp(pixel, axis=0) / (width, height)).min())),
+                      passed=True)
     return Alignment(str(target), str(reference) if reference else "", "gcps", model, table.crs.to_wkt(),
                      transform, width, height, metres_per_px,
                      TiePoints(table.pixel, table.map_xy, residual, used, table.confidence), quality,

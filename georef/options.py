@@ -50,6 +50,10 @@ class QualityGate:
         max_log_nfa: largest log10 of the number of false alarms of the unguided inliers, and
             of the refinement windows that agree with the fit.
         max_ce90_px: largest estimated error at the corners (CE90), target pixels.
+        min_span: smallest share of the target's width and of its height that the measurements the
+            fit rests on must span (each window counted with its footprint). A fit from a narrow
+            strip puts the far corners several strips away, and the estimate's few resampled
+            blocks do not see what that extrapolation costs.
         max_rmse_px: largest RMSE of the inlier tie points' residuals, target pixels.
         max_scale_change: largest relative change of pixel size against the
             target's own georeference (0.2 = 20 %).
@@ -59,6 +63,7 @@ class QualityGate:
     min_inliers: int = 6
     max_log_nfa: float = 0.0
     max_ce90_px: float = 2.0
+    min_span: float = 0.2
     max_rmse_px: float = 1.5
     max_scale_change: float = 0.2
     confirm: bool = True
@@ -67,6 +72,7 @@ class QualityGate:
         _check(self.min_inliers >= 1, "min_inliers", f"must be >= 1, not {self.min_inliers}")
         _finite(self.max_log_nfa, "max_log_nfa")
         _finite(self.max_ce90_px, "max_ce90_px", 0, low_open=True)
+        _finite(self.min_span, "min_span", 0, 1)
         _finite(self.max_rmse_px, "max_rmse_px", 0)
         _finite(self.max_scale_change, "max_scale_change", 0)
 

@@ -108,6 +108,8 @@ class Measurements:
         source: ``"refinement windows"`` or ``"tie points"``.
         size: (width, height) of the target frame.
         log_nfa: log10 NFA of the agreeing windows (see :func:`georef.refine.window_log_nfa`); None for tie points.
+        footprint: side of the square each measurement stands for, target pixels (a correlation
+            window; 0 for a tie point).
     """
 
     src: np.ndarray
@@ -116,6 +118,14 @@ class Measurements:
     source: str
     size: tuple[float, float]
     log_nfa: float | None = None
+    footprint: float = 0.0
+
+    def span(self) -> float:
+        """Share of the frame's width or height, the smaller, that the inliers and their footprints span."""
+        if not self.inliers.any():
+            return 0.0
+        extent = np.ptp(self.src[self.inliers], axis=0) + self.footprint
+        return float(min(1.0, (extent / np.asarray(self.size, float)).min()))
 
 
 @dataclass(frozen=True)
@@ -321,15 +331,16 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
              "windows", *offset.shift, offset.peak, 100 * offset.second, refined.inliers.sum(), refined.tried)
     residuals = np.linalg.norm(geometry.apply(refined.matrix, refined.target_px) - refined.chip_px, axis=1)
     fit = Fit(refined.model, refined.matrix, refined.inliers, residuals)
-    windows = _window_measurements(refined, target, geometry.pixel_scale(target.to_world))
+    windows = _window_measurements(refined, target, geometry.pixel_scale(target.to_world), settings.window)
     return TiePointFit(fit, int(refined.inliers.sum()), refined.target_px, refined.chip_px, refined.response,
                        target.to_world, chip.to_world, scene.pixel_size, refined.log_nfa, windows, "correlation")
 
 
-def _window_measurements(refined: Refinement, image: raster.MatchImage, scale: float) -> Measurements:
-    """The refinement's windows in target-pixel units; ``scale``: target pixels per pixel of ``image``."""
+def _window_measurements(refined: Refinement, image: raster.MatchImage, scale: float, window: int) -> Measurements:
+    """The refinement's ``window``-pixel windows in target-pixel units; ``scale``: target pixels per pixel of
+    ``image``."""
     return Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
-                        (image.shape[1] * scale, image.shape[0] * scale), refined.log_nfa)
+                        (image.shape[1] * scale, image.shape[0] * scale), refined.log_nfa, window * scale)
 
 
 def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> bool:
@@ -512,7 +523,7 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     if refined is None:
         return coarse, {}
     fit = coarse.fit.with_matrix(refined.matrix, coarse.src, coarse.dst, options.threshold_px, refined.model)
-    windows = _window_measurements(refined, target, coarse.working_px)
+    windows = _window_measurements(refined, target, coarse.working_px, settings.window)
     return (replace(coarse, fit=fit, measurements=windows),
             {"windows": len(refined.inliers), "inliers": int(refined.inliers.sum())})
 
@@ -616,7 +627,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
                                  measured.source)
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
-                        None if estimate is None else estimate.ce90_px,
+                        None if estimate is None else estimate.ce90_px, measured.span(),
                         options.refine.enabled and options.gate.confirm)
     quality = assess(evidence, _placement(transform, scene, options), frame.size, metres_per_px,
                      options.gate)

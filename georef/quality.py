@@ -25,6 +25,7 @@ class Quality:
         scale_change: fitted pixel size over the target's own, minus one.
         log_nfa: log10 of the number of false alarms of the unguided inliers.
         window_log_nfa: the same for the refinement windows agreeing with the fit (None: no refinement).
+        span: share of the target's width or height, the smaller, that the fit's measurements span.
         passed, reasons: the gate's verdict and why it refused.
     """
 
@@ -40,6 +41,7 @@ class Quality:
     scale_change: float
     log_nfa: float = float("-inf")
     window_log_nfa: float | None = None
+    span: float = 1.0
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -69,6 +71,8 @@ class Evidence:
         window_log_nfa: the same for the refinement windows that agree with the final fit; None
             where no refinement ran.
         ce90_px: the estimated error at the corners (see :mod:`georef.accuracy`); None where unknown.
+        span: share of the target's width or height, the smaller, that the measurements of the
+            estimate span (:meth:`georef.pipeline.Measurements.span`).
         confirmation_required: the refinement's windows must confirm the fit.
     """
 
@@ -79,6 +83,7 @@ class Evidence:
     log_nfa: float = float("-inf")
     window_log_nfa: float | None = None
     ce90_px: float | None = 0.0
+    span: float = 1.0
     confirmation_required: bool = False
 
 
@@ -145,6 +150,9 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
         reasons.append("too few measurements to estimate its accuracy")
     elif evidence.ce90_px > gate.max_ce90_px:
         reasons.append(f"estimated error {evidence.ce90_px:.1f} px > {gate.max_ce90_px:g} px at the corners")
+    if evidence.span < gate.min_span:
+        reasons.append(f"rests on measurements spanning {evidence.span:.0%} of the target's width or height "
+                       f"(< {gate.min_span:.0%}): its corners lie too far outside them")
     if rmse > gate.max_rmse_px:
         reasons.append(f"tie-point RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
     if placement.outside_m > 0:
@@ -164,6 +172,7 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
         scale_change=placement.scale_change,
         log_nfa=evidence.log_nfa,
         window_log_nfa=evidence.window_log_nfa,
+        span=evidence.span,
         passed=not reasons,
         reasons=reasons,
     )

@@ -60,6 +60,7 @@ def report_dict(alignment: Alignment, output: str | Path | None = None, timings:
         "tie_point_rmse_m": q.rmse_m,
         "tie_point_max_m": q.max_m,
         "coverage": q.coverage,
+        "span": q.span,
         "shift_m": q.shift_m,
         "scale_change": q.scale_change,
         "search": None if alignment.search is None else alignment.search.to_dict(),

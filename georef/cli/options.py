@@ -151,6 +151,8 @@ _gate_options = [
                  help="Largest RMSE of the tie points' residuals, pixels."),
     click.option("--max-ce90", type=Finite(0, low_open=True), default=QualityGate.max_ce90_px, show_default=True,
                  help="Largest estimated error at the target's corners (CE90), target pixels."),
+    click.option("--min-span", type=Finite(0, 1), default=QualityGate.min_span, show_default=True,
+                 help="Smallest share of the target's width and height the measurements must span."),
 ]
 
 
@@ -160,7 +162,7 @@ gate = _stacked(_gate_options)
 
 def gate_from(kwargs: dict) -> QualityGate:
     return QualityGate(min_inliers=kwargs.pop("min_inliers"), max_rmse_px=kwargs.pop("max_rmse"),
-                       max_ce90_px=kwargs.pop("max_ce90"))
+                       max_ce90_px=kwargs.pop("max_ce90"), min_span=kwargs.pop("min_span"))
 
 
 _output_options = [

@@ -30,6 +30,7 @@ def test_align_writes_output_and_report(pair, tmp_path):
     for key in ("estimated_ce90_m", "estimated_ce90_px", "matches", "inliers", "tie_point_rmse_px", "tie_point_max_px",
                 "tie_point_rmse_m", "tie_point_max_m", "coverage", "timings_s", "versions", "search"):
         assert key in data
+    assert data["span"] == 1.0  # the windows tile the whole target
     # a shifted subtile: one correlation finds it, the matcher is not needed
     assert data["alignment"]["path"] == "correlation"
     assert set(data["timings_s"]) == {"read", "correlate", "refine", "write"}
@@ -158,3 +159,18 @@ def test_plain_target_found_through_the_cli_with_approx_center(tmp_path, scene):
 
     with rasterio.open(out) as ds:
         assert abs(ds.transform.c - truth.c) < 5 and abs(ds.transform.f - truth.f) < 5 and ds.crs == scene.crs
+
+
+def test_a_fit_from_a_narrow_strip_is_refused(pair, tmp_path):
+    import rasterio
+
+    with rasterio.open(pair.target) as ds:
+        data, transform, crs = ds.read(), ds.transform, ds.crs
+    data[:, :, :40] = 0
+    data[:, :, 120:] = 0  # only an 80 px column holds data: its corners lie 400 px beyond it
+    strip = write_tif(tmp_path / "strip.tif", data, transform, crs, nodata=0)
+    out = tmp_path / "out.tif"
+    result = run("align", strip, "--ref", pair.reference, "-o", out)
+    assert result.exit_code == 3, result.output
+    assert "spanning" in result.output and "too far outside them" in result.output
+    assert not out.exists()
