@@ -130,7 +130,7 @@ class RefineOptions:
         iterations: most resample-and-measure rounds.
         threshold_px: inlier threshold of the window fit, pixels.
         min_windows: fewest textured windows; below it the fit stays unrefined.
-        converged_px: stop once a round moves the image corners less than this.
+        converged_px: stop once a round moves the image corners less than this (or no less than the round before).
         lowpass_sigma: width of the spectral weight of the correlation, cycles per pixel.
         max_offset_px: largest offset a window may measure, pixels.
 

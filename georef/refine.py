@@ -237,7 +237,8 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
     measures the offsets of windows on a grid, and fits the model to them; later
     rounds measure on a resampling closer to the truth, where the windows agree
     better. It stops when a round moves the image corners less than
-    ``options.converged_px``.
+    ``options.converged_px``, or no less than the round before (the windows'
+    noise, not their offset, then sets the move).
 
     Args:
         target: the target image (pixels (H, W) float32, valid (H, W) bool).
@@ -252,7 +253,7 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
     Returns:
         The refinement, or None where too few windows hold texture or agree on a transform.
     """
-    result = None
+    result, previous_change = None, np.inf
     gt = gradient_magnitude(target.pixels)
     grid = _window_grid(gt.shape, options.window, options.window // 2)
     gt_variance = _window_variance(gt, options.window, *grid)
@@ -277,6 +278,7 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
                             window_log_nfa(tried, int(fit.inliers.sum()), options.threshold_px, options.window,
                                            fit.model))
         log.info("refinement: %d windows, %d inliers, moved %.3f px", len(centres), fit.inliers.sum(), change)
-        if change < options.converged_px:
+        if change < options.converged_px or change >= previous_change:
             break
+        previous_change = change
     return result

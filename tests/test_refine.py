@@ -86,3 +86,24 @@ def test_refine_gives_up_where_its_windows_agree_on_no_transform(image, monkeypa
     valid = np.ones(image.shape, bool)
     assert refine(raster.MatchImage(image, valid, np.eye(3)), raster.MatchImage(image, valid, np.eye(3)), np.eye(3),
                   "affine") is None
+
+
+def test_refine_stops_once_a_round_moves_the_fit_no_less_than_the_one_before(image, monkeypatch):
+    # Winter windows can leave the fit wandering by a few hundredths of a pixel from round to round:
+    # once a round no longer contracts, further rounds only draw from that noise again.
+    from georef.fitting import Fit
+
+    shifts = iter([1.0, 1.3, 1.8, 1.85, 1.86])  # moves of 1.0, 0.3, then 0.5: no longer contracting
+    calls = []
+
+    def wandering(src, dst, model, threshold, *args):
+        calls.append(len(src))
+        m = np.eye(3)
+        m[0, 2] = next(shifts)
+        return Fit("shift", m, np.ones(len(src), bool), np.zeros(len(src)))
+
+    monkeypatch.setattr("georef.refine.fit_transform", wandering)
+    valid = np.ones(image.shape, bool)
+    result = refine(raster.MatchImage(image, valid, np.eye(3)), raster.MatchImage(image, valid, np.eye(3)),
+                    np.eye(3), "shift")
+    assert len(calls) == 3 and result.matrix[0, 2] == 1.8
