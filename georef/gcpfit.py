@@ -15,7 +15,7 @@ from georef import geometry, raster
 from georef.errors import DegenerateGcps, GcpFormatError
 from georef.fitting import select_model
 from georef.gcps import GcpTable
-from georef.quality import Placement, Quality, coverage
+from georef.quality import Placement, Quality, coverage, span
 from georef.result import Alignment, TiePoints
 from georef.transforms import AUTO, MODELS, MatrixTransform, TransformModel, get, polynomial_terms
 
@@ -79,7 +79,7 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     metres_per_px = unit * metres_per_unit
     quality = Quality(len(table), int(used.sum()), int(used.sum()), rmse, float(r.max()), rmse * metres_per_px,
                       float(r.max()) * metres_per_px, coverage(pixel, width, height), moved.shift_m,
-                      moved.scale_change, span=float(min(1.0, (np.ptp(pixel, axis=0) / (width, height)).min())),
+                      moved.scale_change, span=span(pixel, width, height),
                       passed=True)
     return Alignment(str(target), str(reference) if reference else "", "gcps", model, table.crs.to_wkt(),
                      transform, width, height, metres_per_px,

@@ -24,7 +24,7 @@ from georef.matchers import create_matcher, resolve_device
 from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotated
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
-from georef.quality import Evidence, Placement, Quality, assess
+from georef.quality import Evidence, Placement, Quality, assess, span
 from georef.refine import Refinement, refine, window_log_nfa
 from georef.result import Alignment, Search, TiePoints
 from georef.significance import log10_nfa, match_alpha
@@ -121,11 +121,8 @@ class Measurements:
     footprint: float = 0.0
 
     def span(self) -> float:
-        """Share of the frame's width or height, the smaller, that the inliers and their footprints span."""
-        if not self.inliers.any():
-            return 0.0
-        extent = np.ptp(self.src[self.inliers], axis=0) + self.footprint
-        return float(min(1.0, (extent / np.asarray(self.size, float)).min()))
+        """Share of the frame's width or height, the smaller, that the inliers span (:func:`georef.quality.span`)."""
+        return span(self.src[self.inliers], *self.size, self.footprint)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,15 @@ def coverage(points: np.ndarray, width: float, height: float, cells: int = 4) ->
     return len(set(zip(cx.tolist(), cy.tolist()))) / cells**2
 
 
+def span(points: np.ndarray, width: float, height: float, footprint: float = 0.0) -> float:
+    """Share of a width x height image's width or height, the smaller, that the points span, each point
+    standing for a ``footprint``-wide square (a correlation window; 0 for a tie point)."""
+    if len(points) == 0:
+        return 0.0
+    extent = np.ptp(points, axis=0) + footprint
+    return float(min(1.0, (extent / (width, height)).min()))
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The tie points a fit rests on.
