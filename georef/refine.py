@@ -74,17 +74,22 @@ def resample_to(chip: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) ->
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
-def _window_sums(image: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Sums of ``image`` over the windows whose top-left pixels are (``ys``, ``xs``), from its integral image."""
-    total = cv2.integral(image, sdepth=cv2.CV_64F)
-    return total[ys + window, xs + window] - total[ys, xs + window] - total[ys + window, xs] + total[ys, xs]
+def _window_sums(integral: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sums over the windows whose top-left pixels are (``ys``, ``xs``), from an integral image."""
+    return integral[ys + window, xs + window] - integral[ys, xs + window] - integral[ys + window, xs] + integral[ys, xs]
+
+
+def _window_counts(mask: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Pixels of the bool ``mask`` set in the windows of :func:`_window_sums` (counted in integers: a float
+    integral image costs thirty times as much)."""
+    return _window_sums(cv2.integral(mask.view(np.uint8), sdepth=cv2.CV_32S), window, ys, xs)
 
 
 def _window_variance(image: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Variance of ``image`` over the windows of :func:`_window_sums`."""
-    values = image.astype(np.float64)
-    mean = _window_sums(values, window, ys, xs) / window**2
-    return _window_sums(values**2, window, ys, xs) / window**2 - mean**2
+    """Variance of the float32 ``image`` over the windows of :func:`_window_sums`."""
+    sums, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
+    mean = _window_sums(sums, window, ys, xs) / window**2
+    return _window_sums(squares, window, ys, xs) / window**2 - mean**2
 
 
 def _window_grid(shape: tuple[int, int], window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +107,12 @@ def _lowpass(size: int, sigma: float, device: str) -> tuple[torch.Tensor, torch.
     weight = torch.exp(-(fx**2 + fy**2) / (2 * sigma**2)).to(device)
     hann = torch.from_numpy(cv2.createHanningWindow((size, size), cv2.CV_32F)).to(device)
     return weight, torch.fft.irfft2(weight, s=(size, size))[0, 0], hann
+
+
+def _spectra(windows: np.ndarray, hann: torch.Tensor, device: str) -> torch.Tensor:
+    """(M, n, n // 2 + 1) complex64 spectra of (M, n, n) windows, each less its mean and Hann-tapered."""
+    stack = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
+    return torch.fft.rfft2(stack.sub(stack.mean(dim=(1, 2), keepdim=True)).mul_(hann))
 
 
 def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
@@ -123,14 +134,19 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
         (M, 2) shifts (x, y) such that the content of ``a`` at p is in ``b`` at
         p + shift, and (M,) peak heights (1 for identical content, near 0 for none).
     """
-    m, n, _ = a.shape
-    weight, unit, hann = _lowpass(n, lowpass_sigma, str(device))
-    windows = torch.from_numpy(np.stack([a, b]).astype(np.float32, copy=False)).to(device)
-    spectra = torch.fft.rfft2(torch.sub(windows, windows.mean(dim=(2, 3), keepdim=True)).mul_(hann))
-    cross = spectra[0].conj() * spectra[1]
-    # Whitened and weighted with one real factor (a complex division costs twice as much); scaled by
-    # unit so that identical windows peak at 1.
-    factor = (cross.abs() + 1e-12).reciprocal_().mul_(weight)
+    hann = _lowpass(a.shape[1], lowpass_sigma, str(device))[2]
+    return _correlate_spectra(_spectra(a, hann, device), _spectra(b, hann, device), lowpass_sigma, device)
+
+
+def _correlate_spectra(a: torch.Tensor, b: torch.Tensor, lowpass_sigma: float,
+                       device: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`phase_correlate` of windows given by their :func:`_spectra`."""
+    m, n = a.shape[0], a.shape[1]
+    weight, unit, _ = _lowpass(n, lowpass_sigma, str(device))
+    cross = a.conj() * b
+    # Whitened and weighted with one real factor (a complex division costs twice as much, and a complex
+    # abs more than the sum of squares); scaled by unit so that identical windows peak at 1.
+    factor = (cross.real.square() + cross.imag.square()).add_(1e-24).rsqrt_().mul_(weight)
     surface = torch.fft.irfft2(cross.mul_(factor), s=(n, n)).div_(unit).cpu().numpy()
     rows = np.arange(m)
     py, px = np.unravel_index(surface.reshape(m, -1).argmax(axis=1), (n, n))
@@ -150,6 +166,37 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
     shift_x = np.where(px > n // 2, px - n, px) + sub_x
     shift_y = np.where(py > n // 2, py - n, py) + sub_y
     return np.stack([shift_x, shift_y], axis=1), peak
+
+
+class _TargetWindows:
+    """The target's windows on a grid: their variances, and their spectra, each computed once, when first
+    asked for (the target stays the same through the refinement's rounds).
+
+    Args:
+        image: (H, W) float32 image.
+        window: window side, pixels.
+        grid: (M,) rows and (M,) columns of the windows' top-left pixels (:func:`_window_grid`).
+        lowpass_sigma, device: see :func:`phase_correlate`.
+    """
+
+    def __init__(self, image: np.ndarray, window: int, grid: tuple[np.ndarray, np.ndarray], lowpass_sigma: float,
+                 device: str) -> None:
+        self.views = np.lib.stride_tricks.sliding_window_view(image, (window, window))
+        self.window, self.grid, self.lowpass_sigma, self.device = window, grid, lowpass_sigma, device
+        self.variance = _window_variance(image, window, *grid)
+        self.hann = _lowpass(window, lowpass_sigma, str(device))[2]
+        self.spectra = torch.empty((len(grid[0]), window, window // 2 + 1), dtype=torch.complex64, device=device)
+        self.done = np.zeros(len(grid[0]), bool)
+
+    def __getitem__(self, index: np.ndarray) -> torch.Tensor:
+        """(K, n, n // 2 + 1) spectra of the grid's windows ``index`` (K,)."""
+        missing = index[~self.done[index]]
+        for start in range(0, len(missing), _WINDOW_BATCH):  # batches bound the FFTs' working memory
+            part = missing[start:start + _WINDOW_BATCH]
+            ys, xs = self.grid[0][part], self.grid[1][part]
+            self.spectra[torch.from_numpy(part)] = _spectra(self.views[ys, xs], self.hann, self.device)
+        self.done[missing] = True
+        return self.spectra[torch.from_numpy(index)]
 
 
 #: Weakest phase-correlation peak a window's offset is accepted from.
@@ -185,33 +232,31 @@ def measure_windows(
     """
     gt = gradient_magnitude(target)
     grid = _window_grid(gt.shape, window, step)
-    return _measure_gradients(gt, _window_variance(gt, window, *grid), gradient_magnitude(reference), valid,
-                              window, grid, min_response, max_offset, lowpass_sigma, device)
+    return _measure_gradients(_TargetWindows(gt, window, grid, lowpass_sigma, device), gradient_magnitude(reference),
+                              valid, min_response, max_offset)
 
 
-def _measure_gradients(gt: np.ndarray, gt_variance: np.ndarray, gr: np.ndarray, valid: np.ndarray, window: int,
-                       grid: tuple[np.ndarray, np.ndarray], min_response: float, max_offset: float,
-                       lowpass_sigma: float, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """:func:`measure_windows` on gradient magnitudes at the windows of ``grid`` (:func:`_window_grid`), the
-    target's window variance given (it stays the same through the refinement's rounds)."""
-    ys, xs = grid
+def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray, min_response: float,
+                       max_offset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """:func:`measure_windows` on gradient magnitudes, the target's given by its windows."""
+    ys, xs, window = *target.grid, target.window
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
-    invalid = _window_sums((~valid).astype(np.float64), window, ys, xs)
-    variance = np.minimum(gt_variance, _window_variance(gr, window, ys, xs))
-    usable = (invalid < 0.5) & (variance >= 1e-6)
+    invalid = _window_counts(~valid, window, ys, xs)
+    variance = np.minimum(target.variance, _window_variance(gr, window, ys, xs))
+    usable = np.flatnonzero((invalid < 0.5) & (variance >= 1e-6))
     ys, xs = ys[usable], xs[usable]
     empty = np.zeros((0, 2))
     if len(ys) == 0:
         return empty, empty, np.zeros(0), 0
     offsets, responses = np.zeros((len(ys), 2)), np.zeros(len(ys))
     # Views of every window position: one fancy index copies a batch of windows out at once.
-    target_windows = np.lib.stride_tricks.sliding_window_view(gt, (window, window))
     reference_windows = np.lib.stride_tricks.sliding_window_view(gr, (window, window))
     # Batches bound the FFTs' memory where a large image holds thousands of windows.
     for start in range(0, len(ys), _WINDOW_BATCH):
         part = slice(start, start + _WINDOW_BATCH)
-        offsets[part], responses[part] = phase_correlate(target_windows[ys[part], xs[part]],
-                                                         reference_windows[ys[part], xs[part]], lowpass_sigma, device)
+        offsets[part], responses[part] = _correlate_spectra(
+            target[usable[part]], _spectra(reference_windows[ys[part], xs[part]], target.hann, target.device),
+            target.lowpass_sigma, target.device)
     keep = (responses >= min_response) & (np.hypot(*offsets.T) <= max_offset)
     centres = np.stack([xs, ys], axis=1).astype(np.float64) + window / 2
     return centres[keep], offsets[keep], responses[keep], len(ys)
@@ -256,13 +301,14 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
     result, previous_change = None, np.inf
     gt = gradient_magnitude(target.pixels)
     grid = _window_grid(gt.shape, options.window, options.window // 2)
-    gt_variance = _window_variance(gt, options.window, *grid)
+    target_windows = _TargetWindows(gt, options.window, grid, options.lowpass_sigma, device)
+    chip_valid = chip.valid.astype(np.float32)
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
-        warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
+        warped_valid = resample_to(chip_valid, matrix, target.shape) > 0.99
         centres, offsets, responses, tried = _measure_gradients(
-            gt, gt_variance, gradient_magnitude(warped), target.valid & warped_valid, options.window, grid,
-            MIN_RESPONSE, options.max_offset_px, options.lowpass_sigma, device)
+            target_windows, gradient_magnitude(warped), target.valid & warped_valid, MIN_RESPONSE,
+            options.max_offset_px)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
