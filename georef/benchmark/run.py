@@ -31,7 +31,7 @@ FIELDS = [
     "case", "group", "matcher", "model", "threshold", "status", "error_px", "error_m", "checkpoint_rmse_px",
     "estimated_ce90_px", "matches", "inliers", "support", "inlier_ratio", "rmse_px", "coverage", "log_nfa",
     "window_log_nfa", "accepted", "reasons", "read_s", "match_s", "fit_s", "refine_s", "write_s", "total_s",
-    "estimate", "chosen_model",
+    "estimate", "chosen_model", "path",
 ]
 
 
@@ -88,6 +88,7 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         "accepted": q.passed,
         "reasons": "; ".join(q.reasons),
         "chosen_model": alignment.model,
+        "path": alignment.path,
         **{f"{stage}_s": t.get(stage) for stage in ("read", "match", "fit", "refine", "write")},
         "total_s": total,
     }
@@ -175,10 +176,21 @@ def run_benchmark(
             cases_without_truth=len(mine) - len(scored),
             median_inliers=float(np.median([float(r.get("inliers") or 0) for r in mine])) if mine else 0.0,
             median_inlier_ratio=float(np.median([float(r.get("inlier_ratio") or 0) for r in mine])) if mine else 0.0,
+            **_path_times(scored),
         )
         summary["settings"][row_key(s.matcher, s.model, s.key[2], group)] = entry
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _path_times(rows: list[dict]) -> dict:
+    """Per path the alignment took (``correlation``, ``keypoints``): how many cases, and their median time."""
+    out = {}
+    for path in ("correlation", "keypoints"):
+        seconds = [float(r["total_s"]) for r in rows if r.get("path") == path]
+        out[f"{path}_cases"] = len(seconds)
+        out[f"{path}_median_s"] = float(np.median(seconds)) if seconds else float("nan")
+    return out
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -80,6 +80,10 @@ def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
     summary = json.loads((out / "summary.json").read_text())["settings"]
     assert set(summary) == {f"{m}/auto/{t} winter->summer" for m in ("xfeat", "sift") for t in ("1", "2", "3")}
     assert summary["xfeat/auto/2 winter->summer"]["cases"] == 2
+    assert {r["path"] for r in xfeat} <= {"correlation", "keypoints"}
+    entry = summary["xfeat/auto/2 winter->summer"]
+    assert entry["correlation_cases"] + entry["keypoints_cases"] == 2
+    assert entry["correlation_cases"] == sum(r["path"] == "correlation" for r in xfeat)
     for name in ("cdf.png", "sweep.png", "matches.png", "report.md"):
         assert (out / name).stat().st_size > 1000, name
     assert "wrong but accepted" in (out / "report.md").read_text()
@@ -96,3 +100,15 @@ def test_bad_matcher_name_is_a_usage_error(tmp_path):
 def test_folder_without_manifest_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["benchmark", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "manifest.json" in result.output
+
+
+def test_the_report_gives_each_paths_cases_and_time():
+    rows = [{"path": "correlation", "total_s": "0.1"}, {"path": "correlation", "total_s": "0.3"},
+            {"path": "keypoints", "total_s": "0.5"}, {"path": "", "total_s": "9"}]
+    times = bench_run._path_times(rows)
+    assert times["correlation_cases"] == 2 and times["correlation_median_s"] == pytest.approx(0.2)
+    assert times["keypoints_cases"] == 1 and times["keypoints_median_s"] == pytest.approx(0.5)
+    from georef.benchmark.report import path_lines
+    settings = {"xfeat/auto/2 a": times, "arosics/global/0 a": {"cases": 3}}
+    lines = path_lines(settings, list(settings))
+    assert lines[-2] == "| xfeat/auto/2 a | 2 | 0.20 | 1 | 0.50 |" and not any("arosics" in line for line in lines)
