@@ -30,9 +30,6 @@ COARSE_FACTOR = 4
 MIN_PEAK = 0.2
 #: Largest ratio of the second peak to the first: above it, the answer is ambiguous.
 MAX_SECOND_PEAK = 0.8
-#: Largest disagreement of the four quadrants' offsets with the whole target's, working pixels: above it
-#: the target is turned or scaled against its claim, which a shift does not describe.
-MAX_SPREAD_PX = 1.5
 
 
 @dataclass(frozen=True)
@@ -51,9 +48,10 @@ class Offset:
     second: float
     spread: float = float("inf")
 
-    @property
-    def convincing(self) -> bool:
-        return self.peak >= MIN_PEAK and self.second <= MAX_SECOND_PEAK and self.spread <= MAX_SPREAD_PX
+    def convincing(self, max_spread: float) -> bool:
+        """A clear, unambiguous peak, whose quadrants agree with it to ``max_spread`` working pixels: where they
+        disagree more, the target is turned or scaled against its claim beyond what the refinement captures."""
+        return self.peak >= MIN_PEAK and self.second <= MAX_SECOND_PEAK and self.spread <= max_spread
 
 
 def _match(image: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, float, float]:

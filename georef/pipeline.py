@@ -311,11 +311,13 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
     with stages.stage("correlate"):
         margin_px = scene.margin_m / (scene.pixel_size * frame.metres_per_unit)
         offset = correlate.find_offset(target, chip, claimed, margin_px)
-    if offset is None or not offset.convincing:
+    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
+    # Quadrants within the refinement's capture range of the whole: its windows then reach the truth and
+    # confirm it or not.
+    if offset is None or not offset.convincing(settings.max_offset_px):
         log.info("correlation: no clear peak; matching keypoints")
         return None
     start = claimed @ geometry.translation(*offset.shift)
-    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
     with stages.stage("refine"):
         refined = refine(target, chip, start, _fit_settings(options).model, settings, options.device)
     if refined is None or refined.log_nfa > options.gate.max_log_nfa:

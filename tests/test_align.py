@@ -50,6 +50,7 @@ def test_recovers_a_rotated_georeference(tmp_path, scene):
     tgt = write_tif(tmp_path / "tgt.tif", tgt_data, wrong, scene.crs)
     result = estimate_alignment(tgt, ref)
     assert corner_error_px(result.transform, truth, 512) < 0.3
+    assert result.path == "keypoints"  # turned beyond what the refinement captures from one shift
 
 
 def test_reference_at_another_resolution(tmp_path, scene):

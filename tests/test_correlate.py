@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from georef import geometry
+from georef.correlate import Offset, find_offset
+from georef.raster import MatchImage
+
+
+def _image(scene, x: int, y: int, size: int) -> MatchImage:
+    band = scene.data[0, y:y + size, x:x + size].astype(np.float32)
+    pixels = (band - band.min()) / (band.max() - band.min())
+    return MatchImage(pixels, np.ones(pixels.shape, bool), np.eye(3))
+
+
+def test_finds_the_whole_pixel_offset_and_quadrants_that_agree(scene):
+    chip = _image(scene, 300, 300, 700)
+    target = _image(scene, 400 + 17, 400 - 9, 256)
+    # The claim puts the target at (400, 400) of the scene: 100 px into the chip.
+    offset = find_offset(target, chip, geometry.translation(100, 100), margin_px=40)
+    assert offset.shift == pytest.approx([17, -9])
+    assert offset.spread <= 1 and offset.convincing(max_spread=3.0)
+
+
+def test_quadrants_beyond_the_refinements_reach_are_not_convincing():
+    clear = dict(shift=np.zeros(2), peak=0.5, second=0.3)
+    assert Offset(**clear, spread=2.5).convincing(max_spread=3.0)
+    assert not Offset(**clear, spread=2.5).convincing(max_spread=2.0)
+    assert not Offset(shift=np.zeros(2), peak=0.1, second=0.3, spread=0.0).convincing(max_spread=3.0)
+    assert not Offset(shift=np.zeros(2), peak=0.5, second=0.9, spread=0.0).convincing(max_spread=3.0)
