@@ -248,7 +248,7 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
 
 def path_lines(settings: dict, main: list[str]) -> list[str]:
     """The report's section on the two paths: how many cases took the correlation-first path or the
-    matcher, and the median time of each (the correlation path's is the time issue 21 sets a goal for)."""
+    matcher, and the median time of each (the median over all cases mixes the two)."""
     shown = [k for k in main if settings[k].get("correlation_cases")]
     if not shown:
         return []
