@@ -175,18 +175,19 @@ class _TargetWindows:
     Args:
         image: (H, W) float32 image.
         window: window side, pixels.
-        grid: (M,) rows and (M,) columns of the windows' top-left pixels (:func:`_window_grid`).
+        step: spacing of the windows' grid (:func:`_window_grid`), pixels.
         lowpass_sigma, device: see :func:`phase_correlate`.
     """
 
-    def __init__(self, image: np.ndarray, window: int, grid: tuple[np.ndarray, np.ndarray], lowpass_sigma: float,
-                 device: str) -> None:
+    def __init__(self, image: np.ndarray, window: int, step: int, lowpass_sigma: float, device: str) -> None:
         self.views = np.lib.stride_tricks.sliding_window_view(image, (window, window))
-        self.window, self.grid, self.lowpass_sigma, self.device = window, grid, lowpass_sigma, device
-        self.variance = _window_variance(image, window, *grid)
+        self.grid = _window_grid(image.shape, window, step)
+        self.window, self.lowpass_sigma, self.device = window, lowpass_sigma, device
+        self.variance = _window_variance(image, window, *self.grid)
         self.hann = _lowpass(window, lowpass_sigma, str(device))[2]
-        self.spectra = torch.empty((len(grid[0]), window, window // 2 + 1), dtype=torch.complex64, device=device)
-        self.done = np.zeros(len(grid[0]), bool)
+        self.spectra = torch.empty((len(self.grid[0]), window, window // 2 + 1), dtype=torch.complex64,
+                                   device=device)
+        self.done = np.zeros(len(self.grid[0]), bool)
 
     def __getitem__(self, index: np.ndarray) -> torch.Tensor:
         """(K, n, n // 2 + 1) spectra of the grid's windows ``index`` (K,)."""
@@ -230,10 +231,8 @@ def measure_windows(
         target content at c is found in reference at c + offset, (M,) responses,
         and the number of textured windows tried (before the response and offset checks).
     """
-    gt = gradient_magnitude(target)
-    grid = _window_grid(gt.shape, window, step)
-    return _measure_gradients(_TargetWindows(gt, window, grid, lowpass_sigma, device), gradient_magnitude(reference),
-                              valid, min_response, max_offset)
+    return _measure_gradients(_TargetWindows(gradient_magnitude(target), window, step, lowpass_sigma, device),
+                              gradient_magnitude(reference), valid, min_response, max_offset)
 
 
 def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray, min_response: float,
@@ -299,9 +298,8 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         The refinement, or None where too few windows hold texture or agree on a transform.
     """
     result, previous_change = None, np.inf
-    gt = gradient_magnitude(target.pixels)
-    grid = _window_grid(gt.shape, options.window, options.window // 2)
-    target_windows = _TargetWindows(gt, options.window, grid, options.lowpass_sigma, device)
+    target_windows = _TargetWindows(gradient_magnitude(target.pixels), options.window, options.window // 2,
+                                    options.lowpass_sigma, device)
     chip_valid = chip.valid.astype(np.float32)
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
