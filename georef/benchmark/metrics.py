@@ -85,6 +85,8 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
     out["accepted"] = int(accepted.sum())
     out["refused"] = int(n - accepted.sum())
     out["wrong_but_accepted"] = int(np.sum(accepted & (e > WRONG_PX)))
+    # What a user is given: the within_* shares also count refused cases whose fit was right.
+    out["accepted_within_1px"] = float(np.mean(accepted & (e < 1))) if n else 0.0
     if estimates_px is not None:
         judged = accepted & np.isfinite(estimates_px)
         out["within_estimate"] = float(np.mean(e[judged] <= estimates_px[judged])) if judged.any() else float("nan")

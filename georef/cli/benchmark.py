@@ -121,6 +121,7 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
             f"median {s['median_px']:.2f} px, p90 {s['p90_px']:.2f} px, "
-            f"wrong but accepted {s['wrong_but_accepted']}, median {s['median_s']:.2f} s/pair"
+            f"accepted <1px {s['accepted_within_1px']:.0%}, wrong but accepted {s['wrong_but_accepted']}, "
+            f"median {s['median_s']:.2f} s/pair"
         )
     click.echo(f"report: {Path(out_dir) / 'report.md'}")

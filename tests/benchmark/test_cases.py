@@ -43,6 +43,9 @@ def test_summary_counts_wrong_but_accepted():
     s = summarise(np.array([0.2, 0.8, 2.0, 4.0, np.nan]), np.array([True, True, False, True, False]), np.ones(5))
     assert s["within_0.5px"] == 0.2 and s["within_1px"] == 0.4 and s["within_3px"] == 0.6
     assert s["wrong_but_accepted"] == 1 and s["accepted"] == 3 and s["cases"] == 5
+    # A refused right answer is within 1 px, but the user was given nothing.
+    refused = summarise(np.array([0.2, 0.8]), np.array([True, False]), np.ones(2))
+    assert refused["within_1px"] == 1.0 and refused["accepted_within_1px"] == 0.5
 
 
 @pytest.mark.realdata
