@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 RETRIES = 2
 #: The variable Dask sets in its workers by default and georef's workers go without (see :func:`start_client`).
 MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+MALLOC_MMAP = "MALLOC_MMAP_THRESHOLD_"
 #: Output formats of a batch: a GeoTIFF copy, or a VRT over the target (no pixel copied).
 FORMATS = ("tif", "vrt")
 #: Dask settings of the local cluster's workers that cost a pair time and serve only the dashboard (see
@@ -71,6 +72,7 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
         return Client(scheduler)
     # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap threshold:
     # every large array is then mapped and unmapped afresh, and a pair takes twice as long (measured).
+    # Without it, the workers inherit the command's own settings (georef.allocator).
     # Its statistical profiler (a stack sample every 10 ms) and its event loop's ticks (every 20 ms),
     # memory checks (100 ms) and system monitor (500 ms) each take the GIL from the task: together
     # 10-15 % of a pair on 2 cores (docs/benchmarks.md, Batches). A pair's memory grows over seconds:
@@ -160,9 +162,9 @@ def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
     from georef.workflow import align_file
 
     use_one_thread()
-    if MALLOC_TRIM in os.environ:
-        log.warning("%s is set in this worker: pairs take about twice as long; start workers with "
-                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", MALLOC_TRIM, MALLOC_TRIM)
+    if MALLOC_TRIM in os.environ and MALLOC_MMAP not in os.environ:
+        log.warning("%s is set in this worker without %s: pairs take about twice as long; start workers with "
+                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", MALLOC_TRIM, MALLOC_MMAP, MALLOC_TRIM)
     row = results.pair_row(job)
     start = time.perf_counter()
     alignment = None

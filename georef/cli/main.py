@@ -79,7 +79,7 @@ class _OneLine(logging.Formatter):
               help="torch threads [default: OMP_NUM_THREADS, else 2 or the cores there are].")
 def cli(verbose: int, quiet: bool, threads: int | None) -> None:
     """Georeference satellite scenes automatically against a reference."""
-    from georef import threads as torch_threads
+    from georef import allocator, threads as torch_threads
 
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
@@ -90,6 +90,7 @@ def cli(verbose: int, quiet: bool, threads: int | None) -> None:
     # GDAL reports through rasterio's loggers: its errors reach the user as georef's own line, not twice.
     logging.getLogger("rasterio").setLevel(logging.CRITICAL if not verbose else level)
     torch_threads.request(threads)
+    allocator.configure()
 
 
 def _register() -> None:
