@@ -4,8 +4,8 @@ By default glibc serves large blocks from fresh memory mappings, with a threshol
 adjusts as the process runs, and hands the free top of its heap back to the system
 beyond 128 kB. The refinement allocates and frees tens of megabytes of FFT buffers
 in every round, so early in a process those pages are mapped, faulted in and
-returned again round after round: the first pairs a process aligns spent 25 ms
-more in the refinement than later ones (docs/benchmarks.md). Fixed thresholds
+returned again round after round: the first pairs a process aligns spent up to
+25 ms more in the refinement than later ones (docs/benchmarks.md). Fixed thresholds
 keep that memory in the process from the first pair on.
 
 The command line applies them (:func:`configure`); a library leaves its host's
@@ -41,9 +41,7 @@ def configure() -> bool:
         Whether the settings were applied.
     """
     tuned = any(name.startswith("MALLOC_") for name in os.environ)
-    if tuned or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    if not sys.platform.startswith("linux"):
+    if tuned or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "") or not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

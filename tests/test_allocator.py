@@ -9,7 +9,7 @@ from georef import allocator
 PROBE = "import os; from georef import allocator; print(allocator.configure(), os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
 
 
-def _probe(**env: str) -> str:
+def _probe(**env: str) -> list[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     return subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
                           check=True).stdout.split()

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Times Dask runs a task again after an exception in it (a worker's death is counted by Dask itself).
 RETRIES = 2
-#: The variable Dask sets in its workers by default and georef's workers go without (see :func:`start_client`).
+#: Dask sets the first in its workers by default, which alone slows a pair (see :func:`start_client`);
+#: beside the second, it is georef's own allocator setting (:mod:`georef.allocator`).
 MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 MALLOC_MMAP = "MALLOC_MMAP_THRESHOLD_"
 #: Output formats of a batch: a GeoTIFF copy, or a VRT over the target (no pixel copied).
