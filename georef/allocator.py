@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 #: Environment variable -> (mallopt parameter, value): blocks up to 16 MB come from the heap (a batch of
 #: 512 window spectra is 9 MB), and its top keeps up to 64 MB free (a round's buffers are about 30 MB).
+MMAP_THRESHOLD, TRIM_THRESHOLD = "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"
 SETTINGS = {
-    "MALLOC_MMAP_THRESHOLD_": (-3, 16 << 20),
-    "MALLOC_TRIM_THRESHOLD_": (-1, 64 << 20),
+    MMAP_THRESHOLD: (-3, 16 << 20),
+    TRIM_THRESHOLD: (-1, 64 << 20),
 }
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from georef.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
 from georef.batch import results
 from georef.batch.pairs import Pair
 from georef.copyfree import sidecar_path
@@ -36,10 +37,6 @@ log = logging.getLogger(__name__)
 
 #: Times Dask runs a task again after an exception in it (a worker's death is counted by Dask itself).
 RETRIES = 2
-#: Dask sets the first in its workers by default, which alone slows a pair (see :func:`start_client`);
-#: beside the second, it is georef's own allocator setting (:mod:`georef.allocator`).
-MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
-MALLOC_MMAP = "MALLOC_MMAP_THRESHOLD_"
 #: Output formats of a batch: a GeoTIFF copy, or a VRT over the target (no pixel copied).
 FORMATS = ("tif", "vrt")
 #: Dask settings of the local cluster's workers that cost a pair time and serve only the dashboard (see
@@ -78,7 +75,7 @@ def start_client(workers: int | None = None, scheduler: str | None = None):
     # memory checks (100 ms) and system monitor (500 ms) each take the GIL from the task: together
     # 10-15 % of a pair on 2 cores (docs/benchmarks.md, Batches). A pair's memory grows over seconds:
     # a check a second still catches it.
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None, **QUIET_WORKERS}):
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM_THRESHOLD}": None, **QUIET_WORKERS}):
         cluster = LocalCluster(n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
                                dashboard_address=":0")
     return Client(cluster)
@@ -163,9 +160,10 @@ def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
     from georef.workflow import align_file
 
     use_one_thread()
-    if MALLOC_TRIM in os.environ and MALLOC_MMAP not in os.environ:
+    # Dask's trim threshold alone, without georef's mapping threshold beside it (georef.allocator).
+    if TRIM_THRESHOLD in os.environ and MMAP_THRESHOLD not in os.environ:
         log.warning("%s is set in this worker without %s: pairs take about twice as long; start workers with "
-                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", MALLOC_TRIM, MALLOC_MMAP, MALLOC_TRIM)
+                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", TRIM_THRESHOLD, MMAP_THRESHOLD, TRIM_THRESHOLD)
     row = results.pair_row(job)
     start = time.perf_counter()
     alignment = None

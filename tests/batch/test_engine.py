@@ -13,6 +13,7 @@ import rasterio
 from affine import Affine
 
 from georef import OutputOptions, align_file, geometry
+from georef.allocator import TRIM_THRESHOLD
 from georef.batch import Pair, engine, run
 from georef.progress import Reporter
 
@@ -58,7 +59,7 @@ def test_local_workers_go_without_what_slows_a_pair(client):
     def settings():
         import dask
 
-        return os.environ.get(engine.MALLOC_TRIM), {key: dask.config.get(key) for key in engine.QUIET_WORKERS}
+        return os.environ.get(TRIM_THRESHOLD), {key: dask.config.get(key) for key in engine.QUIET_WORKERS}
 
     assert list(client.run(settings).values()) == [(None, engine.QUIET_WORKERS)] * 2
 
