@@ -134,8 +134,8 @@ class RefineOptions:
         lowpass_sigma: width of the spectral weight of the correlation, cycles per pixel.
         max_offset_px: largest offset a window may measure, pixels.
 
-    Sizes are pixels of the coarser of target and reference; :meth:`at_scale` expresses them
-    in pixels of the image the refinement runs on.
+    The window is in pixels of the finer of target and reference, the other sizes in pixels of the
+    coarser; :meth:`at_scale` expresses them in pixels of the image the refinement runs on.
     """
 
     enabled: bool = True
@@ -147,14 +147,18 @@ class RefineOptions:
     lowpass_sigma: float = 0.1
     max_offset_px: float = 3.0
 
-    def at_scale(self, scale: float, image_side: int) -> "RefineOptions":
-        """The options for an image whose pixel is ``1 / scale`` of the coarser input's, ``image_side`` px small.
+    def at_scale(self, scale: float, image_side: int, window_scale: float) -> "RefineOptions":
+        """The options for an image ``image_side`` px small whose pixel is ``1 / scale`` of the coarser
+        input's and ``1 / window_scale`` of the finer input's.
 
-        Windows keep their ground size (but fit four times into the image's short side, so that a
-        small image still holds enough windows to be judged), the spectral weight its ground
-        frequency, the thresholds their ground distance.
+        Windows keep their ground size in pixels of the finer input: a 20-60 m target against a 10 m
+        reference is refined enlarged, with as many windows as a 10 m pair, not with windows two to
+        six times as wide, too few to confirm a fit. They fit four times into the image's short side,
+        so that a small image still holds enough windows to be judged. The spectral weight keeps its
+        ground frequency and the thresholds their ground distance in pixels of the coarser input: a
+        coarse input holds no finer detail, and its pixels are the unit of the result's accuracy.
         """
-        window = min(self.window * scale, image_side / 4)
+        window = min(self.window * window_scale, image_side / 4)
         window = max(16, 2 * int(window // 2))
         return replace(self, window=window, threshold_px=self.threshold_px * scale,
                        converged_px=self.converged_px * scale, lowpass_sigma=self.lowpass_sigma / scale,

@@ -70,7 +70,7 @@ class Scene:
         pixel_size: the chip's pixel, reference units.
         margin_m: the search margin around the footprint (a global search's uncertainty where one ran).
         tiled: the target is large enough for full-resolution windows.
-        coarser_px: the pixel of the coarser input, reference units.
+        coarser_px, finer_px: the pixels of the coarser and the finer input, reference units.
         search: where the target was looked for.
         placed: (3, 3) target pixel -> reference map where the chip was read around (the claim, or a
             search's answer).
@@ -84,6 +84,7 @@ class Scene:
     margin_m: float
     tiled: bool
     coarser_px: float
+    finer_px: float
     search: Search
     placed: np.ndarray
 
@@ -92,6 +93,11 @@ class Scene:
         """Working pixels per pixel of the coarser input, at least 1: the refinement works at the coarser
         input's resolution, or at the working one where the target is decimated below it."""
         return max(1.0, self.coarser_px / self.pixel_size)
+
+    @property
+    def window_scale(self) -> float:
+        """Working pixels per pixel of the finer input, at least 1: the unit of the refinement's windows."""
+        return max(1.0, self.finer_px / self.pixel_size)
 
 
 @dataclass(frozen=True)
@@ -311,7 +317,7 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
     with stages.stage("correlate"):
         margin_px = scene.margin_m / (scene.pixel_size * frame.metres_per_unit)
         offset = correlate.find_offset(target, chip, claimed, margin_px)
-    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
+    settings = options.refine.at_scale(scene.refine_scale, min(target.shape), scene.window_scale)
     # Quadrants within the refinement's capture range of the whole: its windows then reach the truth and
     # confirm it or not.
     if offset is None or not offset.convincing(settings.max_offset_px):
@@ -381,11 +387,12 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
                               tried or (margin,))
         frame = _frame(claimed if claimed is not None and not options.global_search else placed, size, ref_ds.crs)
         with stages.stage("read"):
-            target_img, chip, pixel_size, coarser = _read_images(tgt_ds, ref_ds, sources, placed, searched.margin_m,
-                                                               options.max_size)
+            target_img, chip, pixel_size, coarser, finer = _read_images(tgt_ds, ref_ds, sources, placed,
+                                                                        searched.margin_m, options.max_size)
         tiled = options.tiles.size > 0 and max(size) > options.max_size
     log.info("read target %dx%d and reference chip %dx%d", *target_img.shape[::-1], *chip.shape[::-1])
-    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, coarser, searched, placed)
+    return Scene(sources, frame, target_img, chip, pixel_size, searched.margin_m, tiled, coarser, finer, searched,
+                 placed)
 
 
 def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, claimed: np.ndarray | None,
@@ -418,11 +425,11 @@ def _frame(footprint: np.ndarray, size: tuple[int, int], crs: CRS) -> Frame:
 
 
 def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray, margin_m: float,
-                 max_size: int) -> tuple[raster.MatchImage, raster.MatchImage, float, float]:
+                 max_size: int) -> tuple[raster.MatchImage, raster.MatchImage, float, float, float]:
     """The target at the working pixel and the reference chip around ``footprint`` at the same pixel.
 
     Returns:
-        Target, chip, the working pixel and the coarser input's pixel (reference units).
+        Target, chip, the working pixel, and the coarser and the finer input's pixels (reference units).
     """
     target_px = geometry.pixel_scale(footprint)
     reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
@@ -434,7 +441,7 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     pixel_size = geometry.pixel_scale(footprint @ target_img.to_world)
     chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,
                                       margin_m, pixel_size, mask=sources.reference_mask)
-    return target_img, chip, pixel_size, max(target_px, reference_px)
+    return target_img, chip, pixel_size, max(target_px, reference_px), min(target_px, reference_px)
 
 
 #: A target smaller than this, in pixels of the coarser input, is matched at a finer pixel.
@@ -515,7 +522,7 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     Returns:
         The refined fit, and the refinement's window counts (empty where too few windows held texture).
     """
-    settings = options.refine.at_scale(scene.refine_scale, min(target.shape))
+    settings = options.refine.at_scale(scene.refine_scale, min(target.shape), scene.window_scale)
     with stages.stage("refine"):
         refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings,
                          options.device)
@@ -540,9 +547,11 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     with raster.open_raster(scene.sources.target) as ds:
         grid = tiles.target_grid(ds, options.tiles)
     # Windows share the coarse reads' stretches: the whole scene's, not each window's own.
-    # Windows are read at full resolution: their refinement works at the coarser input's resolution.
+    # Windows are read at full resolution: their refinement works at the coarser input's resolution, with
+    # correlation windows of the finer input's ground size.
     plan = tiles.WindowPlan(coarse_to_map, tuple(grid), scene.target.stretch, scene.chip.stretch,
                             max(32.0, 4 * decimation), max(1.0, scene.coarser_px * decimation / scene.pixel_size),
+                            max(1.0, scene.finer_px * decimation / scene.pixel_size),
                             direct=options.refine.enabled and coarse.measurements is not None)
     settings = options.tiles
     rounds = tiles.window_rounds(grid, settings.first_windows, settings.more_windows)
@@ -587,7 +596,7 @@ def _pooled_solution(results: list[tiles.WindowResult], coarse: TiePointFit, sce
         log.warning("the %d matched windows agree on no transform", len(used))
         return None
     if options.refine.enabled:
-        settings = options.refine.at_scale(plan.refine_scale, options.tiles.size)
+        settings = options.refine.at_scale(plan.refine_scale, options.tiles.size, plan.window_scale)
         windows_nfa = window_log_nfa(sum(r.tried for r in used), sum(r.agreeing for r in used), settings.threshold_px,
                                      settings.window, pooled.model)
         measured = Measurements(target_px, dst, pooled.inliers, "refinement windows", scene.frame.size, windows_nfa)

@@ -164,7 +164,8 @@ class WindowPlan:
         windows: the target's windows to match (see :func:`target_grid`).
         target_stretch, reference_stretch: the scenes' stretches, shared by every window.
         margin_px: search margin around each window, full-resolution pixels.
-        refine_scale: pixels of the coarser input per full-resolution target pixel.
+        refine_scale: full-resolution target pixels per pixel of the coarser input, at least 1.
+        window_scale: the same for the finer input (see :meth:`georef.options.RefineOptions.at_scale`).
         direct: the coarse transform was refined to within the refinement's capture range: each window
             is refined from it at once, and the matcher runs only where that refinement is weak.
     """
@@ -175,6 +176,7 @@ class WindowPlan:
     reference_stretch: raster.Stretch
     margin_px: float
     refine_scale: float = 1.0
+    window_scale: float = 1.0
     direct: bool = False
 
 
@@ -209,7 +211,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
                                               margin_m, pixel_size, plan.reference_stretch, sources.reference_mask)
         except (NoOverlapError, EmptyDataError):
             return WindowResult(window, "outside reference")
-        refine_settings = options.refine.at_scale(plan.refine_scale, min(h, w))
+        refine_settings = options.refine.at_scale(plan.refine_scale, min(h, w), plan.window_scale)
         # The coarse transform puts the window centre at the chip's centre, up to the margin.
         predicted = np.linalg.inv(chip.to_world) @ plan.coarse_to_map @ img.to_world
         refined, status = None, "refined"

@@ -1,0 +1,27 @@
+import pytest
+
+from georef.options import RefineOptions
+
+
+def test_refinement_sizes_scale_with_the_image_it_runs_on():
+    # A 10 m pair enlarged twice (a small crop): every size doubles.
+    enlarged = RefineOptions().at_scale(2.0, 512, 2.0)
+    assert enlarged.window == 128
+    assert enlarged.threshold_px == pytest.approx(2.0)
+    assert enlarged.max_offset_px == pytest.approx(6.0)
+    assert enlarged.lowpass_sigma == pytest.approx(0.05)
+
+
+def test_windows_keep_the_finer_inputs_ground_size():
+    # A 20 m target against a 10 m reference, matched at 10 m: thresholds and the spectral weight are
+    # in 20 m pixels, the windows in 10 m pixels (640 m, as for a 10 m pair; 1280 m gave a quarter
+    # as many windows).
+    coarse_target = RefineOptions().at_scale(2.0, 512, 1.0)
+    assert coarse_target.window == 64
+    assert coarse_target.threshold_px == pytest.approx(2.0)
+    assert coarse_target.lowpass_sigma == pytest.approx(0.05)
+
+
+def test_windows_fit_four_times_into_a_small_image():
+    assert RefineOptions().at_scale(1.0, 200, 1.0).window == 50
+    assert RefineOptions().at_scale(1.0, 40, 1.0).window == 16
