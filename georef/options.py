@@ -152,8 +152,8 @@ class RefineOptions:
         input's and ``1 / window_scale`` of the finer input's.
 
         Windows keep their ground size in pixels of the finer input: a 20-60 m target against a 10 m
-        reference is refined enlarged, with as many windows as a 10 m pair, not with windows two to
-        six times as wide, too few to confirm a fit. They fit four times into the image's short side,
+        reference is refined enlarged, with as many windows as a 10 m pair, not with windows of 64 of
+        its own pixels, too few to confirm a fit. They fit four times into the image's short side,
         so that a small image still holds enough windows to be judged. The spectral weight keeps its
         ground frequency and the thresholds their ground distance in pixels of the coarser input: a
         coarse input holds no finer detail, and its pixels are the unit of the result's accuracy.
