@@ -153,12 +153,13 @@ class RefineOptions:
 
         Windows keep their ground size in pixels of the finer input: a 20-60 m target against a 10 m
         reference is refined enlarged, with as many windows as a 10 m pair, not with windows of 64 of
-        its own pixels, too few to confirm a fit. They fit four times into the image's short side,
-        so that a small image still holds enough windows to be judged. The spectral weight keeps its
+        its own pixels, too few to confirm a fit. They fit eight times into the image's short side
+        (15 windows across, as a 512 px image holds), so that a small image still holds enough
+        windows to be judged. The spectral weight keeps its
         ground frequency and the thresholds their ground distance in pixels of the coarser input: a
         coarse input holds no finer detail, and its pixels are the unit of the result's accuracy.
         """
-        window = min(self.window * window_scale, image_side / 4)
+        window = min(self.window * window_scale, image_side / 8)
         window = max(16, 2 * int(window // 2))
         return replace(self, window=window, threshold_px=self.threshold_px * scale,
                        converged_px=self.converged_px * scale, lowpass_sigma=self.lowpass_sigma / scale,

@@ -4,8 +4,8 @@ from georef.options import RefineOptions
 
 
 def test_refinement_sizes_scale_with_the_image_it_runs_on():
-    # A 10 m pair enlarged twice (a small crop): every size doubles.
-    enlarged = RefineOptions().at_scale(2.0, 512, 2.0)
+    # A 10 m pair enlarged twice: every size doubles.
+    enlarged = RefineOptions().at_scale(2.0, 1024, 2.0)
     assert enlarged.window == 128
     assert enlarged.threshold_px == pytest.approx(2.0)
     assert enlarged.max_offset_px == pytest.approx(6.0)
@@ -22,6 +22,8 @@ def test_windows_keep_the_finer_inputs_ground_size():
     assert coarse_target.lowpass_sigma == pytest.approx(0.05)
 
 
-def test_windows_fit_four_times_into_a_small_image():
-    assert RefineOptions().at_scale(1.0, 200, 1.0).window == 50
-    assert RefineOptions().at_scale(1.0, 40, 1.0).window == 16
+def test_windows_fit_eight_times_into_a_small_image():
+    # A 256 px crop matched enlarged to 512 px: 64 px windows, 15 across, not 128 px ones, 7 across.
+    assert RefineOptions().at_scale(2.0, 512, 2.0).window == 64
+    assert RefineOptions().at_scale(1.0, 200, 1.0).window == 24
+    assert RefineOptions().at_scale(1.0, 100, 1.0).window == 16
