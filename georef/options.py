@@ -155,9 +155,9 @@ class RefineOptions:
         reference is refined enlarged, with as many windows as a 10 m pair, not with windows of 64 of
         its own pixels, too few to confirm a fit. They fit eight times into the image's short side
         (15 windows across, as a 512 px image holds), so that a small image still holds enough
-        windows to be judged. The spectral weight keeps its
-        ground frequency and the thresholds their ground distance in pixels of the coarser input: a
-        coarse input holds no finer detail, and its pixels are the unit of the result's accuracy.
+        windows to be judged. The spectral weight keeps its ground frequency and the thresholds their
+        ground distance in pixels of the coarser input: a coarse input holds no finer detail, and its
+        pixels are the unit of the result's accuracy.
         """
         window = min(self.window * window_scale, image_side / 8)
         window = max(16, 2 * int(window // 2))

@@ -6,7 +6,8 @@ import pytest
 
 from georef import allocator
 
-PROBE = "import os; from georef import allocator; print(allocator.configure(), os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
+PROBE = ("import os; from georef import allocator; "
+         "print(allocator.configure(), os.environ.get(allocator.MMAP_THRESHOLD))")
 
 
 def _probe(**env: str) -> list[str]:
@@ -18,7 +19,7 @@ def _probe(**env: str) -> list[str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_the_settings_reach_the_process_and_its_children():
     applied, mmap_threshold = _probe()
-    assert applied == "True" and int(mmap_threshold) == allocator.SETTINGS["MALLOC_MMAP_THRESHOLD_"][1]
+    assert applied == "True" and int(mmap_threshold) == allocator.SETTINGS[allocator.MMAP_THRESHOLD][1]
 
 
 def test_a_user_who_tuned_the_allocator_keeps_the_whole_of_it():

@@ -163,7 +163,8 @@ def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
     # Dask's trim threshold alone, without georef's mapping threshold beside it (georef.allocator).
     if TRIM_THRESHOLD in os.environ and MMAP_THRESHOLD not in os.environ:
         log.warning("%s is set in this worker without %s: pairs take about twice as long; start workers with "
-                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None", TRIM_THRESHOLD, MMAP_THRESHOLD, TRIM_THRESHOLD)
+                    "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__%s=None",
+                    TRIM_THRESHOLD, MMAP_THRESHOLD, TRIM_THRESHOLD)
     row = results.pair_row(job)
     start = time.perf_counter()
     alignment = None
