@@ -88,16 +88,19 @@ class Scene:
     search: Search
     placed: np.ndarray
 
-    @property
-    def refine_scale(self) -> float:
-        """Working pixels per pixel of the coarser input, at least 1: the refinement works at the coarser
-        input's resolution, or at the working one where the target is decimated below it."""
-        return max(1.0, self.coarser_px / self.pixel_size)
+    def refine_scales(self, decimation: float = 1.0) -> tuple[float, float]:
+        """Pixels of the image refined per pixel of the coarser and of the finer input, each at least 1.
 
-    @property
-    def window_scale(self) -> float:
-        """Working pixels per pixel of the finer input, at least 1: the unit of the refinement's windows."""
-        return max(1.0, self.finer_px / self.pixel_size)
+        The refinement works at the coarser input's resolution (or at the image's, where that is coarser
+        still), with windows in pixels of the finer input (see
+        :meth:`georef.options.RefineOptions.at_scale`).
+
+        Args:
+            decimation: pixels of the image refined per working pixel: 1 for the working image, the
+                target's decimation for its full-resolution windows.
+        """
+        return (max(1.0, self.coarser_px * decimation / self.pixel_size),
+                max(1.0, self.finer_px * decimation / self.pixel_size))
 
 
 @dataclass(frozen=True)
@@ -317,7 +320,8 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
     with stages.stage("correlate"):
         margin_px = scene.margin_m / (scene.pixel_size * frame.metres_per_unit)
         offset = correlate.find_offset(target, chip, claimed, margin_px)
-    settings = options.refine.at_scale(scene.refine_scale, min(target.shape), scene.window_scale)
+    scale, window_scale = scene.refine_scales()
+    settings = options.refine.at_scale(scale, min(target.shape), window_scale)
     # Quadrants within the refinement's capture range of the whole: its windows then reach the truth and
     # confirm it or not.
     if offset is None or not offset.convincing(settings.max_offset_px):
@@ -522,7 +526,8 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     Returns:
         The refined fit, and the refinement's window counts (empty where too few windows held texture).
     """
-    settings = options.refine.at_scale(scene.refine_scale, min(target.shape), scene.window_scale)
+    scale, window_scale = scene.refine_scales()
+    settings = options.refine.at_scale(scale, min(target.shape), window_scale)
     with stages.stage("refine"):
         refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings,
                          options.device)
@@ -550,8 +555,7 @@ def match_full_resolution(scene: Scene, coarse: TiePointFit, options: AlignOptio
     # Windows are read at full resolution: their refinement works at the coarser input's resolution, with
     # correlation windows of the finer input's ground size.
     plan = tiles.WindowPlan(coarse_to_map, tuple(grid), scene.target.stretch, scene.chip.stretch,
-                            max(32.0, 4 * decimation), max(1.0, scene.coarser_px * decimation / scene.pixel_size),
-                            max(1.0, scene.finer_px * decimation / scene.pixel_size),
+                            max(32.0, 4 * decimation), *scene.refine_scales(decimation),
                             direct=options.refine.enabled and coarse.measurements is not None)
     settings = options.tiles
     rounds = tiles.window_rounds(grid, settings.first_windows, settings.more_windows)
