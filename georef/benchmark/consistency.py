@@ -62,11 +62,20 @@ def parse_estimate(text: str) -> np.ndarray:
     return np.array([[a, b, c], [d, e, f], [0.0, 0.0, 1.0]])
 
 
-def _split(name: str) -> tuple[str, str, str]:
+def split_name(name: str) -> tuple[str, str, str]:
     """(tile, file, group) of an s2-seasons case name ``TILE/FILE:TARGET->REFERENCE`` (or of ``TILE/FILE``)."""
     place, _, group = name.partition(":")
     tile, _, _ = place.partition("/")
     return tile, place, group
+
+
+def centre_offset(row: dict, case: Case) -> np.ndarray:
+    """(2,) the error of a row's estimate at its target's centre, pixels like ``error_px`` (x east, y south
+    on a north-up grid)."""
+    error = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth)
+    centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
+    east, north = (geometry.apply(error, centre) - centre)[0] / case.metres_per_px
+    return np.array([east, -north])
 
 
 def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[SeasonOffset], list[LoopClosure]]:
@@ -87,12 +96,9 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         case = by_name.get(row["case"])
         if case is None or case.truth is None or not row.get("estimate"):
             continue
-        error = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth)
-        tile, place, group = _split(case.name)
-        errors[place, group] = error, case
-        centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
-        east, north = (geometry.apply(error, centre) - centre)[0] / case.metres_per_px
-        offsets.setdefault((tile, group), []).append(np.array([east, -north]))
+        tile, place, group = split_name(case.name)
+        errors[place, group] = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth), case
+        offsets.setdefault((tile, group), []).append(centre_offset(row, case))
     season_offsets = []
     for (tile, group), values in sorted(offsets.items()):
         v = np.array(values)
@@ -108,6 +114,6 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
             (direct, case), (first, _), (second, _) = (errors[k] for k in keys)
             gap = geometry.mean_corner_distance(direct @ case.truth, second @ first @ case.truth, case.width,
                                                 case.height)
-            closures.setdefault((_split(place)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
+            closures.setdefault((split_name(place)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
     loop_closures = [LoopClosure(tile, loop, len(v), float(np.median(v))) for (tile, loop), v in sorted(closures.items())]
     return season_offsets, loop_closures

@@ -93,3 +93,14 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
         out["median_estimate_px"] = float(np.median(estimates_px[judged])) if judged.any() else float("nan")
     out["median_s"] = float(np.median(seconds)) if n else float("nan")
     return out
+
+
+def summarise_rows(rows: list[dict]) -> dict:
+    """:func:`summarise` over ``cases.csv`` rows; rows without a true error are left out."""
+    scored = [r for r in rows if has_error(r)]
+    return summarise(
+        np.array([float(r["error_px"]) for r in scored]),
+        np.array([r["accepted"] == "True" for r in scored], bool),
+        np.array([float(r["total_s"]) for r in scored]),
+        estimates_px=np.array([float(r.get("estimated_ce90_px") or "nan") for r in scored]),
+    )

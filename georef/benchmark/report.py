@@ -10,9 +10,9 @@ import numpy as np
 
 from georef import geometry
 from georef.benchmark.cases import Case
-from georef.benchmark.consistency import season_consistency
+from georef.benchmark.consistency import centre_offset, season_consistency, split_name
 from georef.benchmark.layout import PEERS, case_paths, row_key
-from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, has_error
+from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, has_error, summarise_rows
 from georef.benchmark.peers import paired
 from georef.report import pyplot
 
@@ -120,6 +120,49 @@ def plot_matches(cases: list[Case], report_paths: list[Path], path: Path, max_li
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def tile_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str]:
+    """The report's per-tile section; empty unless the cases hold several tiles with several cases each.
+
+    A tile whose accepted estimates share one offset from the truth, larger than their spread, points at
+    the data (its seasons' grids) rather than at the method: every tool meets it there.
+    """
+    by_name = {c.name: c for c in cases}
+    tiles = sorted({split_name(c.name)[0] for c in cases})
+    if len(tiles) < 2 or len(tiles) == len(cases):
+        return []
+    lines = [
+        "## By tile",
+        "",
+        ("*Offset*: the mean error of the accepted estimates at the targets' centres (pixels, x east, y south); "
+         "*spread*: their RMS distance from that mean. An offset larger than its spread that every setting "
+         "shares is the tile's, not the method's (docs/benchmarks.md, *The data's floor*)."),
+        "",
+        "| setting | tile | cases | < 1 px | accepted < 1 px | refused | wrong but accepted | "
+        "true error <= estimate | median px | offset x px | offset y px | spread px |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key in keys:
+        mine = [r for r in _rows_of(rows, key) if r["case"] in by_name and has_error(r)]
+        for tile in tiles:
+            of_tile = [r for r in mine if split_name(r["case"])[0] == tile]
+            if not of_tile:
+                continue
+            e = summarise_rows(of_tile)
+            offsets = np.array([centre_offset(r, by_name[r["case"]]) for r in of_tile
+                                if r["accepted"] == "True" and r.get("estimate")]).reshape(-1, 2)
+            offset = ["-"] * 3
+            if len(offsets):
+                mean = offsets.mean(axis=0)
+                spread = np.sqrt(np.mean(np.sum((offsets - mean) ** 2, axis=1)))
+                x, y = np.round(mean, 2) + 0.0  # no "-0.00"
+                offset = [f"{x:+.2f}", f"{y:+.2f}", f"{spread:.2f}"]
+            lines.append(
+                f"| {key} | {tile} | {e['cases']} | {e['within_1px']:.0%} | {_share(e['accepted_within_1px'])} | "
+                f"{e['refused']} | **{e['wrong_but_accepted']}** | {_share(e.get('within_estimate'))} | "
+                f"{e['median_px']:.2f} | " + " | ".join(offset) + " |")
+    return [*lines, ""]
 
 
 def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str]:
@@ -243,7 +286,8 @@ def write_report(summary: dict, rows: list[dict], cases: list[Case], out_dir: Pa
                 views.append((by_name[r["case"]], path))
     if views:
         images.append(plot_matches([c for c, _ in views], [p for _, p in views], out_dir / "matches.png").name)
-    extra = [*path_lines(settings, main), *peer_lines(rows, settings, main), *consistency_lines(rows, cases, main)]
+    extra = [*path_lines(settings, main), *peer_lines(rows, settings, main), *tile_lines(rows, cases, main),
+             *consistency_lines(rows, cases, main)]
     return write_markdown(summary, out_dir / "report.md", command, images, extra)
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from georef import geometry
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.layout import case_paths, row_key
-from georef.benchmark.metrics import no_fit_error, score, summarise
+from georef.benchmark.metrics import has_error, no_fit_error, score, summarise_rows
 from georef.benchmark.peers import AROSICS_SETTING, run_arosics
 from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
@@ -164,13 +164,8 @@ def run_benchmark(
     for s, group in ((s, g) for s in settings for g in sorted({c.group for c in cases})):
         mine = [r for r in rows if (r["matcher"], r["model"], r["threshold"]) == s.key and r["case"] in names
                 and r["group"] == group]
-        scored = [r for r in mine if r.get("error_px") not in (None, "", "nan")]
-        entry = summarise(
-            np.array([float(r["error_px"]) for r in scored]),
-            np.array([r["accepted"] == "True" for r in scored]),
-            np.array([float(r["total_s"]) for r in scored]),
-            estimates_px=np.array([float(r.get("estimated_ce90_px") or "nan") for r in scored]),
-        )
+        scored = [r for r in mine if has_error(r)]
+        entry = summarise_rows(scored)
         entry.update(
             matcher=s.matcher, model=s.model, threshold=s.threshold, group=group,
             cases_without_truth=len(mine) - len(scored),
