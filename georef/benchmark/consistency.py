@@ -48,12 +48,18 @@ class LoopClosure:
         loop: ``a->c->b``, compared with ``a->b``.
         cases: files with all three estimates.
         median_px: median closure, mean distance at the target's corners in pixels like ``error_px``.
+        within_estimate: share of the files, where all three carry an estimated CE90, whose closure is at
+            most the three estimates added in quadrature (NaN where none does). The closure sums three
+            independent errors, so calibrated estimates hold it in about 90 % of files, with no truth
+            involved; what each scene shares with both its pairs (its own offset in the data, or a bias
+            of the method on it) cancels in the loop and is not judged.
     """
 
     tile: str
     loop: str
     cases: int
     median_px: float
+    within_estimate: float = float("nan")
 
 
 def parse_estimate(text: str) -> np.ndarray:
@@ -90,30 +96,38 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         (empty where no triangle was run).
     """
     by_name = {c.name: c for c in cases}
-    errors: dict[tuple[str, str], tuple[np.ndarray, Case]] = {}  # (file, group) -> map -> map error, its case
+    # (file, group) -> map -> map error, its case, its estimated CE90 in pixels (NaN where none)
+    errors: dict[tuple[str, str], tuple[np.ndarray, Case, float]] = {}
     offsets: dict[tuple[str, str], list[np.ndarray]] = {}
     for row in rows:
         case = by_name.get(row["case"])
         if case is None or case.truth is None or not row.get("estimate"):
             continue
         tile, place, group = split_name(case.name)
-        errors[place, group] = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth), case
+        errors[place, group] = (parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth), case,
+                                float(row.get("estimated_ce90_px") or "nan"))
         offsets.setdefault((tile, group), []).append(centre_offset(row, case))
     season_offsets = []
     for (tile, group), values in sorted(offsets.items()):
         v = np.array(values)
         spread = float(np.sqrt(np.mean(np.sum((v - v.mean(axis=0)) ** 2, axis=1))))
         season_offsets.append(SeasonOffset(tile, group, len(v), *map(float, v.mean(axis=0)), spread))
-    closures: dict[tuple[str, str], list[float]] = {}
+    closures: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (tile, loop) -> (closure, bound) per file
     for place in sorted({place for place, _ in errors}):
         seasons = {s for p, g in errors if p == place for s in g.split("->")}
         for a, c, b in permutations(sorted(seasons), 3):
             keys = [(place, f"{a}->{b}"), (place, f"{a}->{c}"), (place, f"{c}->{b}")]
             if not all(k in errors for k in keys):
                 continue
-            (direct, case), (first, _), (second, _) = (errors[k] for k in keys)
+            (direct, case, *_), (first, *_), (second, *_) = (errors[k] for k in keys)
             gap = geometry.mean_corner_distance(direct @ case.truth, second @ first @ case.truth, case.width,
                                                 case.height)
-            closures.setdefault((split_name(place)[0], f"{a}->{c}->{b}"), []).append(gap / case.metres_per_px)
-    loop_closures = [LoopClosure(tile, loop, len(v), float(np.median(v))) for (tile, loop), v in sorted(closures.items())]
+            bound = float(np.sqrt(sum(errors[k][2] ** 2 for k in keys)))
+            closures.setdefault((split_name(place)[0], f"{a}->{c}->{b}"), []).append((gap / case.metres_per_px, bound))
+    loop_closures = []
+    for (tile, loop), values in sorted(closures.items()):
+        gaps, bounds = np.array(values).T
+        judged = np.isfinite(bounds)
+        within = float(np.mean(gaps[judged] <= bounds[judged])) if judged.any() else float("nan")
+        loop_closures.append(LoopClosure(tile, loop, len(gaps), float(np.median(gaps)), within))
     return season_offsets, loop_closures

@@ -187,14 +187,18 @@ def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> l
     for setting, (offsets, _) in results.items():
         lines += [f"| {setting} | {o.tile} | {o.group} | {o.cases} | {o.x_px:+.2f} | {o.y_px:+.2f} | "
                   f"{o.spread_px:.2f} |" for o in offsets]
-    lines += ["", ("| setting | tile | loop a->c->b | cases | median closure px | mean offset a->b px | "
-                   "a->c plus c->b px |"), "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", ("*Closure <= estimates*: the share of files whose closure is at most their three estimated "
+                   "CE90s in quadrature, a check of the estimates that needs no truth (about 90 % if they are "
+                   "calibrated; it cannot see what a scene shares with both its pairs)."), "",
+              ("| setting | tile | loop a->c->b | cases | median closure px | closure <= estimates | "
+               "mean offset a->b px | a->c plus c->b px |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for setting, (offsets, closures) in results.items():
         mean = {(o.tile, o.group): np.array([o.x_px, o.y_px]) for o in offsets}
         for c in closures:
             a, via, b = c.loop.split("->")
             direct, composed = mean[c.tile, f"{a}->{b}"], mean[c.tile, f"{a}->{via}"] + mean[c.tile, f"{via}->{b}"]
             lines.append(f"| {setting} | {c.tile} | {c.loop} | {c.cases} | {c.median_px:.2f} | "
+                         f"{_share(c.within_estimate)} | "
                          f"({direct[0]:+.2f}, {direct[1]:+.2f}) | ({composed[0]:+.2f}, {composed[1]:+.2f}) |")
     return [*lines, ""]
 

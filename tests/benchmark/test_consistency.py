@@ -54,7 +54,17 @@ def test_an_estimate_off_by_a_pixel_opens_the_loop_by_a_pixel():
     _, (closure,) = season_consistency(_rows(cases, offsets), cases)
     assert closure.median_px == pytest.approx(1.0, abs=1e-6)
     text = "\n".join(consistency_lines(_rows(cases, offsets), cases, ["m/auto/2 winter->summer"]))
-    assert "## Season consistency" in text and "| m/auto/2 | T1 | winter->prev->summer | 1 | 1.00 | (+1.00, +0.50) | (+0.00, +0.50) |" in text
+    assert "## Season consistency" in text and "| m/auto/2 | T1 | winter->prev->summer | 1 | 1.00 | - | (+1.00, +0.50) | (+0.00, +0.50) |" in text
+
+
+@pytest.mark.parametrize("estimate_px, within", [(0.5, 0.0), (0.6, 1.0)])
+def test_a_closure_is_judged_by_the_three_estimates_in_quadrature(estimate_px, within):
+    cases = [_case(g, i) for i, g in enumerate(("winter->summer", "winter->prev", "prev->summer"))]
+    offsets = {"winter->prev": (0.0, 0.0), "prev->summer": (0.0, -5.0), "winter->summer": (10.0, -5.0)}
+    rows = [{**r, "estimated_ce90_px": str(estimate_px)} for r in _rows(cases, offsets)]
+    _, (closure,) = season_consistency(rows, cases)
+    # a 1 px closure against sqrt(3) x 0.5 = 0.87 px, or sqrt(3) x 0.6 = 1.04 px
+    assert closure.median_px == pytest.approx(1.0, abs=1e-6) and closure.within_estimate == within
 
 
 def test_no_triangle_no_section():
