@@ -75,10 +75,14 @@ def split_name(name: str) -> tuple[str, str, str]:
     return tile, place, group
 
 
-def centre_offset(row: dict, case: Case) -> np.ndarray:
-    """(2,) the error of a row's estimate at its target's centre, pixels like ``error_px`` (x east, y south
-    on a north-up grid)."""
-    error = parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth)
+def map_error(row: dict, case: Case) -> np.ndarray:
+    """(3, 3) map -> map error of a row's estimate: the estimate after the inverse of the case's truth."""
+    return parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth)
+
+
+def centre_offset(error: np.ndarray, case: Case) -> np.ndarray:
+    """(2,) a :func:`map_error` at the case's target centre, pixels like ``error_px`` (x east, y south on a
+    north-up grid)."""
     centre = geometry.apply(case.truth, np.array([[case.width / 2, case.height / 2]]))
     east, north = (geometry.apply(error, centre) - centre)[0] / case.metres_per_px
     return np.array([east, -north])
@@ -104,9 +108,9 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         if case is None or case.truth is None or not row.get("estimate"):
             continue
         tile, place, group = split_name(case.name)
-        errors[place, group] = (parse_estimate(row["estimate"]) @ np.linalg.inv(case.truth), case,
-                                float(row.get("estimated_ce90_px") or "nan"))
-        offsets.setdefault((tile, group), []).append(centre_offset(row, case))
+        error = map_error(row, case)
+        errors[place, group] = error, case, float(row.get("estimated_ce90_px") or "nan")
+        offsets.setdefault((tile, group), []).append(centre_offset(error, case))
     season_offsets = []
     for (tile, group), values in sorted(offsets.items()):
         v = np.array(values)

@@ -95,9 +95,8 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
     return out
 
 
-def summarise_rows(rows: list[dict]) -> dict:
-    """:func:`summarise` over ``cases.csv`` rows; rows without a true error are left out."""
-    scored = [r for r in rows if has_error(r)]
+def summarise_rows(scored: list[dict]) -> dict:
+    """:func:`summarise` over ``cases.csv`` rows that carry a true error (see :func:`has_error`)."""
     return summarise(
         np.array([float(r["error_px"]) for r in scored]),
         np.array([r["accepted"] == "True" for r in scored], bool),

@@ -10,7 +10,7 @@ import numpy as np
 
 from georef import geometry
 from georef.benchmark.cases import Case
-from georef.benchmark.consistency import centre_offset, season_consistency, split_name
+from georef.benchmark.consistency import centre_offset, map_error, season_consistency, split_name
 from georef.benchmark.layout import PEERS, case_paths, row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, has_error, summarise_rows
 from georef.benchmark.peers import paired
@@ -150,8 +150,8 @@ def tile_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str
             if not of_tile:
                 continue
             e = summarise_rows(of_tile)
-            offsets = np.array([centre_offset(r, by_name[r["case"]]) for r in of_tile
-                                if r["accepted"] == "True" and r.get("estimate")]).reshape(-1, 2)
+            accepted = [(r, by_name[r["case"]]) for r in of_tile if r["accepted"] == "True" and r.get("estimate")]
+            offsets = np.array([centre_offset(map_error(r, case), case) for r, case in accepted]).reshape(-1, 2)
             offset = ["-"] * 3
             if len(offsets):
                 mean = offsets.mean(axis=0)
