@@ -61,17 +61,18 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
     try:
         alignment = align_file(case.target, case.reference,
                                OutputOptions(output=out, report=report, overwrite=True, report_figures=False), options)
+        total = time.perf_counter() - start  # the tool's time, not the scoring's
         with rasterio.open(out) as ds:  # score what was written, not what was meant
             estimate = geometry.to_matrix(ds.transform)
         status = "ok"
     except QualityGateFailed as exc:
+        total = time.perf_counter() - start
         alignment, status = exc.alignment, "refused"
         estimate = alignment.geotransform
     except MatchingError:
         return {**row, "status": "no-fit", "error_px": no_fit_error(case),
                 "matches": 0, "inliers": 0, "support": 0, "inlier_ratio": 0.0, "accepted": False,
                 "total_s": time.perf_counter() - start}
-    total = time.perf_counter() - start
     q, t = alignment.quality, alignment.timings
     return {
         **row, **score(case, estimate),
