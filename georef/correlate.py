@@ -57,22 +57,22 @@ class Offset:
 def _vertex(before: float, centre: float, after: float) -> float:
     """Offset of the top of the parabola through three equally spaced values from the middle one (0 where
     the middle is not a strict maximum)."""
-    curvature = before - 2 * centre + after
-    return 0.5 * (before - after) / curvature if curvature < 0 else 0.0
+    if not before < centre > after:
+        return 0.0
+    return 0.5 * (before - after) / (before - 2 * centre + after)  # within (-0.5, 0.5)
 
 
-def _match(image: np.ndarray, template: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Best position of ``template`` in ``image`` (x, y of its top-left corner, to a fraction of a pixel), the
-    peak, and the second peak's ratio."""
+def _match(image: np.ndarray, template: np.ndarray, subpixel: bool = False) -> tuple[np.ndarray, float, float]:
+    """Best position of ``template`` in ``image`` (x, y of its top-left corner; to a fraction of a pixel with
+    ``subpixel``), the peak, and the second peak's ratio."""
     scores = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)
     _, peak, _, (x, y) = cv2.minMaxLoc(scores)
     if peak <= 0:
         return np.array([x, y], float), float(peak), 1.0
     position = np.array([x, y], float)
-    # A start within a tenth of a pixel saves the refinement a round (it stops once a round barely moves).
-    if 0 < x < scores.shape[1] - 1:
+    if subpixel and 0 < x < scores.shape[1] - 1:
         position[0] += _vertex(scores[y, x - 1], peak, scores[y, x + 1])
-    if 0 < y < scores.shape[0] - 1:
+    if subpixel and 0 < y < scores.shape[0] - 1:
         position[1] += _vertex(scores[y - 1, x], peak, scores[y + 1, x])
     away = scores.copy()
     radius = max(2, min(template.shape) // 16)  # the peak's own neighbourhood: its width at this scale
@@ -116,9 +116,11 @@ def find_offset(target: MatchImage, chip: MatchImage, claimed: np.ndarray, margi
     region = around[y0:y0 + h + 2 * reach, x0:x0 + w + 2 * reach]
     if region.shape[0] < h or region.shape[1] < w:
         return Offset(coarse * f - m, peak, second)
-    fine, peak, _ = _match(region, own)
+    # To a fraction of a pixel where it seeds the refinement: a closer start saves it a round (it stops once a
+    # round barely moves). The coarse peak and the quadrants' check work in whole pixels.
+    fine, peak, _ = _match(region, own, subpixel=True)
     top_left = fine + (x0, y0)  # of the target in ``around``
-    return Offset(top_left - m, peak, second, _quadrant_spread(around, own, top_left, reach))
+    return Offset(top_left - m, peak, second, _quadrant_spread(around, own, np.round(top_left), reach))
 
 
 def _quadrant_spread(around: np.ndarray, own: np.ndarray, top_left: np.ndarray, reach: int) -> float:
