@@ -4,10 +4,10 @@ finds the offset, and the feature matcher is not needed.
 The reference chip is resampled onto the target's grid, extended by the search
 margin, through the claimed georeference; the target's gradient magnitudes are
 located in it by normalised cross-correlation, first decimated, then at full
-resolution around the coarse peak, to a fraction of a pixel. A peak that is weak, or that a second peak
-nearly equals (repeated fields, regular streets), is no answer: the pipeline then
-falls back to the matcher. The offset found seeds the refinement, whose windows
-must confirm it (see :func:`georef.refine.window_log_nfa`).
+resolution around the coarse peak, to a fraction of a pixel. A peak that is weak,
+or that a second peak nearly equals (repeated fields, regular streets), is no
+answer: the pipeline then falls back to the matcher. The offset found seeds the
+refinement, whose windows must confirm it (see :func:`georef.refine.window_log_nfa`).
 """
 
 from __future__ import annotations
