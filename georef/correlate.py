@@ -20,7 +20,7 @@ import numpy as np
 
 from georef import geometry
 from georef.raster import MatchImage
-from georef.refine import gradient_magnitude, resample_to
+from georef.refine import gradient_magnitude, parabola_vertex, resample_to
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,9 @@ class Offset:
 
 
 def _vertex(before: float, centre: float, after: float) -> float:
-    """Offset of the top of the parabola through three equally spaced values from the middle one (0 where
-    the middle is not a strict maximum)."""
-    if not before < centre > after:
-        return 0.0
-    return 0.5 * (before - after) / (before - 2 * centre + after)  # within (-0.5, 0.5)
+    """:func:`~georef.refine.parabola_vertex` where the middle value is a strict maximum (then within half a
+    pixel of it, so that rounding gives the whole-pixel peak back), else 0."""
+    return float(parabola_vertex(before, centre, after)) if before < centre > after else 0.0
 
 
 def _match(image: np.ndarray, template: np.ndarray, subpixel: bool = False) -> tuple[np.ndarray, float, float]:

@@ -109,6 +109,13 @@ def _lowpass(size: int, sigma: float, device: str) -> tuple[torch.Tensor, torch.
     return weight, torch.fft.irfft2(weight, s=(size, size))[0, 0], hann
 
 
+def parabola_vertex(before: np.ndarray, centre: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Elementwise offset, in samples, from the middle of three equally spaced samples to the top of the
+    parabola through them (0 where it has no top)."""
+    curvature = before - 2 * centre + after
+    return np.where(curvature < 0, 0.5 * (before - after) / np.where(curvature < 0, curvature, -1.0), 0.0)
+
+
 def _spectra(windows: np.ndarray, hann: torch.Tensor, device: str) -> torch.Tensor:
     """(M, n, n // 2 + 1) complex64 spectra of (M, n, n) windows, each less its mean and Hann-tapered."""
     stack = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
@@ -155,13 +162,9 @@ def _correlate_spectra(a: torch.Tensor, b: torch.Tensor, lowpass_sigma: float,
     def log_at(dy: int, dx: int) -> np.ndarray:
         return np.log(np.maximum(surface[rows, (py + dy) % n, (px + dx) % n], 1e-9))
 
-    def vertex(before: np.ndarray, centre: np.ndarray, after: np.ndarray) -> np.ndarray:
-        curvature = before - 2 * centre + after
-        return np.where(curvature < 0, 0.5 * (before - after) / np.where(curvature < 0, curvature, -1.0), 0.0)
-
     centre = np.log(np.maximum(peak, 1e-9))
-    sub_x = vertex(log_at(0, -1), centre, log_at(0, 1))
-    sub_y = vertex(log_at(-1, 0), centre, log_at(1, 0))
+    sub_x = parabola_vertex(log_at(0, -1), centre, log_at(0, 1))
+    sub_y = parabola_vertex(log_at(-1, 0), centre, log_at(1, 0))
     # Peaks past the middle of the window wrap around to negative shifts.
     shift_x = np.where(px > n // 2, px - n, px) + sub_x
     shift_y = np.where(py > n // 2, py - n, py) + sub_y

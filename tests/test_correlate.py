@@ -17,7 +17,7 @@ def test_finds_the_whole_pixel_offset_and_quadrants_that_agree(scene):
     target = _image(scene, 400 + 17, 400 - 9, 256)
     # The claim puts the target at (400, 400) of the scene: 100 px into the chip.
     offset = find_offset(target, chip, geometry.translation(100, 100), margin_px=40)
-    assert offset.shift == pytest.approx([17, -9], abs=0.15)
+    assert offset.shift == pytest.approx([17, -9], abs=0.01)
     assert offset.spread <= 1 and offset.convincing(max_spread=3.0)
 
 
@@ -34,4 +34,4 @@ def test_locates_the_peak_between_pixels(scene):
     target = _image(scene, 400 + 17, 400 - 9, 256)
     # A claim 0.4 px east and 0.3 px south of a whole pixel: the content sits 16.6 px east, 8.7 px north of it.
     offset = find_offset(target, chip, geometry.translation(100.4, 99.7), margin_px=40)
-    assert offset.shift == pytest.approx([16.6, -8.7], abs=0.15)
+    assert offset.shift == pytest.approx([16.6, -8.7], abs=0.05)
