@@ -57,22 +57,22 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
     out, report = case_paths(out_dir, options.matcher, options.model, options.threshold_px, case.name)
     row = {"case": case.name, "group": case.group, "matcher": options.matcher, "model": options.model,
            "threshold": f"{options.threshold_px:g}"}
-    start = time.perf_counter()
+    start, status = time.perf_counter(), "ok"
     try:
         alignment = align_file(case.target, case.reference,
                                OutputOptions(output=out, report=report, overwrite=True, report_figures=False), options)
-        total = time.perf_counter() - start  # the tool's time, not the scoring's
-        with rasterio.open(out) as ds:  # score what was written, not what was meant
-            estimate = geometry.to_matrix(ds.transform)
-        status = "ok"
     except QualityGateFailed as exc:
-        total = time.perf_counter() - start
         alignment, status = exc.alignment, "refused"
-        estimate = alignment.geotransform
     except MatchingError:
         return {**row, "status": "no-fit", "error_px": no_fit_error(case),
                 "matches": 0, "inliers": 0, "support": 0, "inlier_ratio": 0.0, "accepted": False,
                 "total_s": time.perf_counter() - start}
+    total = time.perf_counter() - start  # the tool's time, not the scoring's
+    if status == "ok":
+        with rasterio.open(out) as ds:  # score what was written, not what was meant
+            estimate = geometry.to_matrix(ds.transform)
+    else:
+        estimate = alignment.geotransform
     q, t = alignment.quality, alignment.timings
     return {
         **row, **score(case, estimate),
