@@ -11,7 +11,12 @@ where no refinement ran):
   corners' displacement taken. Blocks, not single windows, are resampled because
   neighbouring windows share their errors (a shadow, a snow edge); a resample
   that leaves out a region shows how far the corners depend on it, which is also
-  what extrapolation beyond the measured part costs;
+  what extrapolation beyond the measured part costs. Where few blocks are
+  occupied (a partial overlap, a corner of the target) the resamples are too few
+  and too alike to show that cost, so the least-squares covariance of the fit
+  (the robust scatter of every measurement about it, neighbouring windows
+  counted as the share of an independent one that they are) is carried to the
+  corners as well, and the larger of the two taken;
 - the disagreement of the two images' content: the median distance between
   where each window (all of them, not only the inliers) measures the target
   content and where the fit puts it. Two scenes of different dates do not place
@@ -42,9 +47,12 @@ class Accuracy:
     """Estimated error of an alignment at the target's four corners.
 
     Attributes:
-        ce90_px: the estimate, target pixels: the two terms below in quadrature.
+        ce90_px: the estimate, target pixels: the three terms below in quadrature.
         ce90_m: the same in metres.
-        fit_ce90_px: 90th percentile of the mean corner displacement over block resamples of the fit.
+        fit_ce90_px: the larger of ``bootstrap_ce90_px`` and ``covariance_ce90_px``.
+        bootstrap_ce90_px: 90th percentile of the mean corner displacement over block resamples of the fit.
+        covariance_ce90_px: the same percentile where the fit's parameters vary as its least-squares
+            covariance says.
         disagreement_px: median distance of every measurement from where the fit puts it.
         model_px: for a shift, the corners' mean distance to a similarity of the same measurements; else 0.
         measurements: measurements used (windows or tie points).
@@ -55,6 +63,8 @@ class Accuracy:
     ce90_px: float
     ce90_m: float
     fit_ce90_px: float
+    bootstrap_ce90_px: float
+    covariance_ce90_px: float
     disagreement_px: float
     model_px: float
     measurements: int
@@ -133,8 +143,42 @@ def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, 
     return np.linalg.norm(moved[1:] - moved[0], axis=2).mean(axis=1)
 
 
+def covariance_spread(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, width: float,
+                      height: float, shared: float = 1.0, draws: int = 2000, seed: int = 0) -> float:
+    """90th percentile of the mean corner displacement of the least-squares fit to the inliers, its
+    parameters varying as their covariance says.
+
+    The noise is the robust scale (1.4826 times the median absolute residual) of every measurement
+    about that fit, not the inliers' scatter alone: an inlier threshold cuts the scatter off at its
+    value, and a fit that most measurements disagree with is the less certain for it.
+
+    Args:
+        src, dst, model, width, height: as for :func:`block_bootstrap`.
+        inliers: (N,) bool, the measurements the fit rests on.
+        shared: measurements per independent one: the noise's variance counts this many times over.
+        draws: parameter draws.
+
+    Returns:
+        The percentile, in ``dst`` units; 0 where the inliers leave no residual degree of freedom.
+    """
+    centre, scale = np.array([width, height]) / 2, max(width, height) / 2
+    design, base = _design(model, (src - centre) / scale)
+    corners_design, _ = _design(model, (geometry.corners(width, height) - centre) / scale)
+    target = ((dst - centre) / scale).reshape(-1) - base
+    used = np.repeat(inliers, 2)
+    normal = design[used].T @ design[used]
+    if used.sum() <= design.shape[1] or np.linalg.matrix_rank(normal) < design.shape[1]:
+        return 0.0
+    params = np.linalg.solve(normal, design[used].T @ target[used])
+    sigma = 1.4826 * np.median(np.abs(target - design @ params))
+    covariance = sigma**2 * shared * np.linalg.inv(normal)
+    samples = np.random.default_rng(seed).multivariate_normal(np.zeros(len(params)), covariance, draws)
+    moved = (samples @ corners_design.T).reshape(draws, 4, 2) * scale
+    return float(np.percentile(np.linalg.norm(moved, axis=2).mean(axis=1), PERCENTILE))
+
+
 def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, size: tuple[int, int],
-             metres_per_px: float, source: str, blocks: int = 4) -> Accuracy | None:
+             metres_per_px: float, source: str, blocks: int = 4, shared: float = 1.0) -> Accuracy | None:
     """The estimated CE90 at the corners; None where the inliers are too few to resample.
 
     Args:
@@ -145,12 +189,15 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
         size: target (width, height), pixels.
         metres_per_px: ground size of a target pixel.
         source: what the measurements are, for the report.
+        shared: measurements per independent one (see :func:`covariance_spread`).
     """
     width, height = size
     displacement = block_bootstrap(src[inliers], dst[inliers], model, width, height, blocks)
     if len(displacement) < 20:
         return None
-    fit_ce90 = float(np.percentile(displacement, PERCENTILE))
+    bootstrap_ce90 = float(np.percentile(displacement, PERCENTILE))
+    covariance_ce90 = covariance_spread(src, dst, inliers, model, width, height, shared)
+    fit_ce90 = max(bootstrap_ce90, covariance_ce90)
     spec = MODELS[model if model in MATRIX_MODELS else "poly3"]
     fitted = spec.fit(src[inliers], dst[inliers])
     disagreement = float(np.median(np.linalg.norm(fitted.apply(src) - dst, axis=1)))
@@ -161,4 +208,5 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
         model_term = float(np.linalg.norm(richer.apply(corners) - fitted.apply(corners), axis=1).mean())
     ce90 = float(np.sqrt(fit_ce90**2 + disagreement**2 + model_term**2))
     cells = len(np.unique(_cells(src[inliers], width, height, blocks)))
-    return Accuracy(ce90, ce90 * metres_per_px, fit_ce90, disagreement, model_term, len(src), cells, source)
+    return Accuracy(ce90, ce90 * metres_per_px, fit_ce90, bootstrap_ce90, covariance_ce90, disagreement, model_term,
+                    len(src), cells, source)

@@ -25,7 +25,7 @@ from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotate
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
 from georef.quality import Evidence, Placement, Quality, assess, span
-from georef.refine import Refinement, refine, window_log_nfa
+from georef.refine import OVERLAP, Refinement, refine, window_log_nfa
 from georef.result import Alignment, Search, TiePoints
 from georef.significance import log10_nfa, match_alpha
 from georef.transforms import MODELS, WARP_MODELS, Transform
@@ -637,7 +637,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
                                                 np.ones(int(inliers.sum()), bool), "tie points",
                                                 tuple(frame_size * working_px))
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
-                                 measured.source)
+                                 measured.source, shared=OVERLAP if measured.source == "refinement windows" else 1.0)
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),
                         options.refine.enabled and options.gate.confirm)

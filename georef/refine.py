@@ -3,11 +3,13 @@
 Keypoint matchers localise to a pixel or so (XFeat detects on an 8 px cell
 grid). Once a transform is known to that precision, the reference can be
 resampled onto the target grid and the remaining offset measured densely:
-phase correlation of gradient magnitudes in windows over the image (the AROSICS
-idea, applied after a learned matcher). Gradient magnitude keeps edges where
-snow inverts the brightness of fields. The window offsets become tie points
-for a final robust least-squares fit. The windows are correlated in batches of
-torch FFTs.
+phase correlation in windows over the image (the AROSICS idea, applied after a
+learned matcher). What is correlated is the gradients' orientation with its
+angle doubled (orientation correlation, Fitch et al. 2002, as in glacier
+feature tracking): an edge keeps its place and its doubled angle where snow
+inverts the brightness of fields, and unlike the gradient's magnitude it keeps
+which way the edge runs. The window offsets become tie points for a final
+robust least-squares fit. The windows are correlated in batches of torch FFTs.
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     return cv2.magnitude(gx, gy)
 
 
+def orientation_field(image: np.ndarray) -> np.ndarray:
+    """(2, H, W) float32 Sobel gradient with its angle doubled, at the gradient's magnitude.
+
+    (gx + i gy)^2 / |g|: a gradient and its opposite (an edge whose contrast snow inverted) give the
+    same vector, and the two channels correlated together match edges by their direction as well.
+    """
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    magnitude = cv2.magnitude(gx, gy) + 1e-12
+    return np.stack([(gx * gx - gy * gy) / magnitude, 2 * gx * gy / magnitude])
+
+
 def resample_to(chip: np.ndarray, matrix: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Sample ``chip`` at ``matrix`` applied to each pixel of a ``shape`` grid (raster coordinates)."""
     to_index = geometry.translation(-geometry.PIXEL_CENTRE, -geometry.PIXEL_CENTRE)
@@ -85,11 +99,15 @@ def _window_counts(mask: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray
     return _window_sums(cv2.integral(mask.view(np.uint8), sdepth=cv2.CV_32S), window, ys, xs)
 
 
-def _window_variance(image: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Variance of the float32 ``image`` over the windows of :func:`_window_sums`."""
-    sums, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
-    mean = _window_sums(sums, window, ys, xs) / window**2
-    return _window_sums(squares, window, ys, xs) / window**2 - mean**2
+def _window_variance(channels: np.ndarray, window: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Variance, summed over the channels, of the float32 (C, H, W) ``channels`` over the windows of
+    :func:`_window_sums`."""
+    total = 0.0
+    for image in channels:
+        sums, squares = cv2.integral2(image, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
+        mean = _window_sums(sums, window, ys, xs) / window**2
+        total = total + _window_sums(squares, window, ys, xs) / window**2 - mean**2
+    return total
 
 
 def _window_grid(shape: tuple[int, int], window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,9 +135,12 @@ def parabola_vertex(before: np.ndarray, centre: np.ndarray, after: np.ndarray) -
 
 
 def _spectra(windows: np.ndarray, hann: torch.Tensor, device: str) -> torch.Tensor:
-    """(M, n, n // 2 + 1) complex64 spectra of (M, n, n) windows, each less its mean and Hann-tapered."""
+    """(M, C, n, n // 2 + 1) complex64 spectra of (M, C, n, n) windows of C channels (or of (M, n, n)
+    windows, one channel), each less its mean and Hann-tapered."""
     stack = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(device)
-    return torch.fft.rfft2(stack.sub(stack.mean(dim=(1, 2), keepdim=True)).mul_(hann))
+    if stack.ndim == 3:
+        stack = stack[:, None]
+    return torch.fft.rfft2(stack.sub(stack.mean(dim=(-2, -1), keepdim=True)).mul_(hann))
 
 
 def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
@@ -133,7 +154,8 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
     and drops the high frequencies where two seasons share mostly noise.
 
     Args:
-        a, b: (M, n, n) float32 windows.
+        a, b: (M, n, n) float32 windows, or (M, C, n, n) windows of C channels correlated together
+            (their cross-power spectra summed).
         lowpass_sigma: width of the Gaussian weight, cycles per pixel.
         device: torch device of the FFTs (the peak is found on the CPU).
 
@@ -141,16 +163,16 @@ def phase_correlate(a: np.ndarray, b: np.ndarray, lowpass_sigma: float = 0.1,
         (M, 2) shifts (x, y) such that the content of ``a`` at p is in ``b`` at
         p + shift, and (M,) peak heights (1 for identical content, near 0 for none).
     """
-    hann = _lowpass(a.shape[1], lowpass_sigma, str(device))[2]
+    hann = _lowpass(a.shape[-1], lowpass_sigma, str(device))[2]
     return _correlate_spectra(_spectra(a, hann, device), _spectra(b, hann, device), lowpass_sigma, device)
 
 
 def _correlate_spectra(a: torch.Tensor, b: torch.Tensor, lowpass_sigma: float,
                        device: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`phase_correlate` of windows given by their :func:`_spectra`."""
-    m, n = a.shape[0], a.shape[1]
+    m, n = a.shape[0], a.shape[2]
     weight, unit, _ = _lowpass(n, lowpass_sigma, str(device))
-    cross = a.conj() * b
+    cross = (a.conj() * b).sum(dim=1)
     # Whitened and weighted with one real factor (a complex division costs twice as much, and a complex
     # abs more than the sum of squares); scaled by unit so that identical windows peak at 1.
     factor = (cross.real.square() + cross.imag.square()).add_(1e-24).rsqrt_().mul_(weight)
@@ -171,29 +193,35 @@ def _correlate_spectra(a: torch.Tensor, b: torch.Tensor, lowpass_sigma: float,
     return np.stack([shift_x, shift_y], axis=1), peak
 
 
+def _window_views(channels: np.ndarray, window: int) -> np.ndarray:
+    """(H - n + 1, W - n + 1, C, n, n) views of every ``window`` x ``window`` window of (C, H, W) ``channels``:
+    one fancy index on the first two axes copies a batch of windows out at once."""
+    return np.moveaxis(np.lib.stride_tricks.sliding_window_view(channels, (window, window), axis=(1, 2)), 0, 2)
+
+
 class _TargetWindows:
     """The target's windows on a grid: their variances, and their spectra, each computed once, when first
     asked for (the target stays the same through the refinement's rounds).
 
     Args:
-        image: (H, W) float32 image.
+        channels: (C, H, W) float32 image channels, correlated together.
         window: window side, pixels.
         step: spacing of the windows' grid (:func:`_window_grid`), pixels.
         lowpass_sigma, device: see :func:`phase_correlate`.
     """
 
-    def __init__(self, image: np.ndarray, window: int, step: int, lowpass_sigma: float, device: str) -> None:
-        self.views = np.lib.stride_tricks.sliding_window_view(image, (window, window))
-        self.grid = _window_grid(image.shape, window, step)
+    def __init__(self, channels: np.ndarray, window: int, step: int, lowpass_sigma: float, device: str) -> None:
+        self.views = _window_views(channels, window)
+        self.grid = _window_grid(channels.shape[1:], window, step)
         self.window, self.lowpass_sigma, self.device = window, lowpass_sigma, device
-        self.variance = _window_variance(image, window, *self.grid)
+        self.variance = _window_variance(channels, window, *self.grid)
         self.hann = _lowpass(window, lowpass_sigma, str(device))[2]
-        self.spectra = torch.empty((len(self.grid[0]), window, window // 2 + 1), dtype=torch.complex64,
-                                   device=device)
+        self.spectra = torch.empty((len(self.grid[0]), len(channels), window, window // 2 + 1),
+                                   dtype=torch.complex64, device=device)
         self.done = np.zeros(len(self.grid[0]), bool)
 
     def __getitem__(self, index: np.ndarray) -> torch.Tensor:
-        """(K, n, n // 2 + 1) spectra of the grid's windows ``index`` (K,)."""
+        """(K, C, n, n // 2 + 1) spectra of the grid's windows ``index`` (K,)."""
         missing = index[~self.done[index]]
         for start in range(0, len(missing), _WINDOW_BATCH):  # batches bound the FFTs' working memory
             part = missing[start:start + _WINDOW_BATCH]
@@ -234,13 +262,14 @@ def measure_windows(
         target content at c is found in reference at c + offset, (M,) responses,
         and the number of textured windows tried (before the response and offset checks).
     """
-    return _measure_gradients(_TargetWindows(gradient_magnitude(target), window, step, lowpass_sigma, device),
-                              gradient_magnitude(reference), valid, min_response, max_offset)
+    return _measure_gradients(_TargetWindows(orientation_field(target), window, step, lowpass_sigma, device),
+                              orientation_field(reference), valid, min_response, max_offset)
 
 
 def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray, min_response: float,
                        max_offset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """:func:`measure_windows` on gradient magnitudes, the target's given by its windows."""
+    """:func:`measure_windows` on (C, H, W) orientation fields (:func:`orientation_field`), the target's given
+    by its windows."""
     ys, xs, window = *target.grid, target.window
     # Window sums from integral images: the texture and validity checks cost O(1) per window.
     invalid = _window_counts(~valid, window, ys, xs)
@@ -251,8 +280,7 @@ def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray
     if len(ys) == 0:
         return empty, empty, np.zeros(0), 0
     offsets, responses = np.zeros((len(ys), 2)), np.zeros(len(ys))
-    # Views of every window position: one fancy index copies a batch of windows out at once.
-    reference_windows = np.lib.stride_tricks.sliding_window_view(gr, (window, window))
+    reference_windows = _window_views(gr, window)
     # Batches bound the FFTs' memory where a large image holds thousands of windows.
     for start in range(0, len(ys), _WINDOW_BATCH):
         part = slice(start, start + _WINDOW_BATCH)
@@ -265,14 +293,14 @@ def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray
 
 
 #: Neighbouring windows overlap by half on each axis: four of them hold about one window of independent pixels.
-_OVERLAP = 4
+OVERLAP = 4
 
 
 def window_log_nfa(tried: int, agreeing: int, threshold_px: float, window: int, model: str) -> float:
     """log10 NFA of windows agreeing with a fit: a window of unrelated content peaks anywhere in its
     window x window offsets, so it lands within ``threshold_px`` of the fit by chance with probability
     pi threshold^2 / window^2 (see :mod:`georef.significance`)."""
-    return log10_nfa(tried // _OVERLAP, agreeing // _OVERLAP, np.pi * threshold_px**2 / window**2,
+    return log10_nfa(tried // OVERLAP, agreeing // OVERLAP, np.pi * threshold_px**2 / window**2,
                      MIN_POINTS.get(model, MIN_POINTS["affine"]))
 
 
@@ -301,14 +329,14 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         The refinement, or None where too few windows hold texture or agree on a transform.
     """
     result, previous_change = None, np.inf
-    target_windows = _TargetWindows(gradient_magnitude(target.pixels), options.window, options.window // 2,
+    target_windows = _TargetWindows(orientation_field(target.pixels), options.window, options.window // 2,
                                     options.lowpass_sigma, device)
     chip_valid = chip.valid.astype(np.float32)
     for _ in range(options.iterations):
         warped = resample_to(chip.pixels, matrix, target.shape)
         warped_valid = resample_to(chip_valid, matrix, target.shape) > 0.99
         centres, offsets, responses, tried = _measure_gradients(
-            target_windows, gradient_magnitude(warped), target.valid & warped_valid, MIN_RESPONSE,
+            target_windows, orientation_field(warped), target.valid & warped_valid, MIN_RESPONSE,
             options.max_offset_px)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)

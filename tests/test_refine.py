@@ -3,7 +3,7 @@ import pytest
 
 from georef import geometry, raster
 from georef.errors import MatchingError
-from georef.refine import measure_windows, phase_correlate, refine, resample_to
+from georef.refine import measure_windows, orientation_field, phase_correlate, refine, resample_to
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,41 @@ def test_measure_windows_finds_a_subpixel_shift(image):
     assert len(centres) > 50
     # One measurement is unbiased: OpenCV's peak centroid gave (0.2, -0.15) here.
     np.testing.assert_allclose(np.median(offsets, axis=0), [0.4, -0.3], atol=0.03)
+
+
+def test_orientation_field_is_the_same_where_contrast_is_inverted(image):
+    np.testing.assert_allclose(orientation_field(1 - image), orientation_field(image), atol=1e-5)
+
+
+def test_orientation_field_tells_edges_apart_by_direction():
+    # A vertical and a horizontal edge of equal strength: their gradient magnitudes are alike, their
+    # doubled angles opposite.
+    vertical = np.zeros((32, 32), np.float32)
+    vertical[:, 16:] = 1
+    along_x, along_y = orientation_field(vertical)[:, 16, 15:17], orientation_field(vertical.T)[:, 15:17, 16]
+    np.testing.assert_allclose(along_x, -along_y, atol=1e-5)
+    assert along_x[0].min() > 0 and np.abs(along_x[1]).max() < 1e-5
+
+
+def test_measure_windows_finds_a_shift_where_snow_inverts_the_contrast(image):
+    truth = geometry.translation(0.6, 0.25)
+    inverted = resample_to(1 - image, np.linalg.inv(truth), image.shape)
+    valid = np.zeros(image.shape, bool)
+    valid[8:-8, 8:-8] = True
+    centres, offsets, _, _ = measure_windows(image, inverted, valid)
+    assert len(centres) > 50
+    np.testing.assert_allclose(np.median(offsets, axis=0), [0.6, 0.25], atol=0.03)
+
+
+def test_phase_correlate_sums_the_channels_of_multichannel_windows(image):
+    moved = _fourier_shift(image, 1.25, -0.5)
+    field, moved_field = orientation_field(image), orientation_field(moved)
+    tops = [(y, x) for y in range(64, 400, 64) for x in range(64, 400, 64)]
+    a = np.stack([field[:, y:y + 64, x:x + 64] for y, x in tops])
+    b = np.stack([moved_field[:, y:y + 64, x:x + 64] for y, x in tops])
+    offsets, peaks = phase_correlate(a, b)
+    np.testing.assert_allclose(np.median(offsets, axis=0), (1.25, -0.5), atol=0.03)
+    assert np.median(peaks) > 0.7 and np.all(peaks <= 1.0 + 1e-5)
 
 
 def _fourier_shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from georef import accuracy, geometry
+from georef.transforms import MODELS
+
+SIZE = 512.0
+
+
+def _grid(x0: float, x1: float, y0: float, y1: float, step: float = 32.0) -> np.ndarray:
+    xs, ys = np.meshgrid(np.arange(x0, x1, step), np.arange(y0, y1, step))
+    return np.stack([xs.ravel(), ys.ravel()], axis=1)
+
+
+def _truth() -> np.ndarray:
+    return geometry.translation(3.2, -1.7) @ geometry.similarity_about((SIZE / 2, SIZE / 2), 0.8, 1.01)
+
+
+def _corner_error(src: np.ndarray, dst: np.ndarray, model: str) -> float:
+    """Mean corner distance of the least-squares fit of ``model`` from the truth."""
+    fitted = MODELS[model].fit(src, dst)
+    corners = geometry.corners(SIZE, SIZE)
+    return float(np.linalg.norm(fitted.apply(corners) - geometry.apply(_truth(), corners), axis=1).mean())
+
+
+@pytest.mark.parametrize("patch", [(0, SIZE, 0, SIZE), (288, SIZE, 0, 224)])
+def test_covariance_spread_is_the_90th_percentile_of_the_fits_corner_error(patch):
+    # Independent noise of 0.5 px: over many draws, 90 % of the fits' corner errors lie within the spread.
+    src = _grid(*patch)
+    rng = np.random.default_rng(1)
+    errors, spreads = [], []
+    for _ in range(300):
+        dst = geometry.apply(_truth(), src) + rng.normal(0, 0.5, src.shape)
+        errors.append(_corner_error(src, dst, "similarity"))
+        spreads.append(accuracy.covariance_spread(src, dst, np.ones(len(src), bool), "similarity", SIZE, SIZE))
+    assert np.percentile(errors, 90) == pytest.approx(np.median(spreads), rel=0.15)
+
+
+def test_covariance_spread_prices_extrapolation_and_shared_errors():
+    rng = np.random.default_rng(2)
+    whole, corner = _grid(0, SIZE, 0, SIZE), _grid(288, SIZE, 0, 224)
+    spread = {}
+    for name, src in (("whole", whole), ("corner", corner)):
+        dst = geometry.apply(_truth(), src) + rng.normal(0, 0.5, src.shape)
+        everything = np.ones(len(src), bool)
+        spread[name] = accuracy.covariance_spread(src, dst, everything, "similarity", SIZE, SIZE)
+        shared = accuracy.covariance_spread(src, dst, everything, "similarity", SIZE, SIZE, shared=4)
+        assert shared == pytest.approx(2 * spread[name], rel=1e-6)  # four shared measurements: half as many
+    assert spread["corner"] > 3 * spread["whole"]
+
+
+def test_covariance_spread_is_zero_without_residual_freedom():
+    src = np.array([[10.0, 10.0], [400.0, 300.0]])
+    assert accuracy.covariance_spread(src, src + 1, np.ones(2, bool), "similarity", SIZE, SIZE) == 0.0
+
+
+def test_covariance_spread_widens_where_most_measurements_disagree_with_the_fit():
+    # The inliers' own scatter is cut off at the inlier threshold; the measurements left out say how
+    # far the fit is from what the image as a whole shows.
+    rng = np.random.default_rng(4)
+    src = _grid(0, SIZE, 0, SIZE)
+    dst = geometry.apply(_truth(), src) + rng.normal(0, 0.3, src.shape)
+    agreeing = np.ones(len(src), bool)
+    calm = accuracy.covariance_spread(src, dst, agreeing, "similarity", SIZE, SIZE)
+    disagreeing = dst + np.where(rng.random(len(src)) < 0.6, 1, 0)[:, None] * rng.normal(0, 3, src.shape)
+    minority = np.all(disagreeing == dst, axis=1)
+    assert accuracy.covariance_spread(src, disagreeing, minority, "similarity", SIZE, SIZE) > 3 * calm
+
+
+def test_estimate_takes_the_larger_fit_term_where_few_blocks_are_occupied():
+    # Windows in one corner occupy few blocks of the bootstrap: the covariance sees the extrapolation.
+    rng = np.random.default_rng(3)
+    src = _grid(288, SIZE, 0, 224, step=16)
+    dst = geometry.apply(_truth(), src) + rng.normal(0, 0.5, src.shape)
+    estimate = accuracy.estimate(src, dst, np.ones(len(src), bool), "similarity", (512, 512), 10.0,
+                                 "refinement windows", shared=4)
+    assert estimate.covariance_ce90_px > estimate.bootstrap_ce90_px
+    assert estimate.fit_ce90_px == estimate.covariance_ce90_px
+    expected = np.sqrt(estimate.fit_ce90_px**2 + estimate.disagreement_px**2)
+    assert estimate.ce90_px == pytest.approx(expected) and estimate.ce90_m == pytest.approx(10 * expected)
