@@ -85,7 +85,7 @@ def test_windows_come_in_rounds_until_the_fit_is_precise(large_pair):
     assert result.accuracy.fit_ce90_px <= tiles.target_fit_ce90_px
     error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 1400, 1400) / 10
     assert error < 0.3
-    strict = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=replace(tiles, target_fit_ce90_px=0.01)))
+    strict = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=replace(tiles, target_fit_ce90_px=1e-6)))
     assert strict.tiles["not needed"] == 0  # never precise enough: every window is tried
 
 
