@@ -60,11 +60,14 @@ class Refinement:
     log_nfa: float
 
 
+def _sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) float32 Sobel derivatives along x and along y."""
+    return cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+
+
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     """(H, W) float32 Sobel gradient magnitude: edges keep their place where snow inverts brightness."""
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(gx, gy)
+    return cv2.magnitude(*_sobel(image))
 
 
 def orientation_field(image: np.ndarray) -> np.ndarray:
@@ -73,8 +76,7 @@ def orientation_field(image: np.ndarray) -> np.ndarray:
     (gx + i gy)^2 / |g|: a gradient and its opposite (an edge whose contrast snow inverted) give the
     same vector, and the two channels correlated together match edges by their direction as well.
     """
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+    gx, gy = _sobel(image)
     magnitude = cv2.magnitude(gx, gy) + 1e-12
     return np.stack([(gx * gx - gy * gy) / magnitude, 2 * gx * gy / magnitude])
 
