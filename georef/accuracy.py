@@ -95,6 +95,17 @@ def _design(model: str, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows.reshape(-1, 2 * terms.shape[1]), np.zeros(2 * len(x))
 
 
+def _normalised(src: np.ndarray, dst: np.ndarray, model: str, width: float,
+                height: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The least-squares problem of :func:`_design` in coordinates centred on the image and scaled by half
+    its longer side (they keep the normal equations well conditioned): the (2N, P) design, the (2N,)
+    target, the corners' (8, P) design and (8,) part the source alone adds, and the scale."""
+    centre, scale = np.array([width, height]) / 2, max(width, height) / 2
+    design, base = _design(model, (src - centre) / scale)
+    corners_design, corners_base = _design(model, (geometry.corners(width, height) - centre) / scale)
+    return design, ((dst - centre) / scale).reshape(-1) - base, corners_design, corners_base, scale
+
+
 def _cells(points: np.ndarray, width: float, height: float, blocks: int) -> np.ndarray:
     """(N,) index of the ``blocks`` x ``blocks`` cell of a ``width`` x ``height`` image holding each point."""
     return (np.clip((points[:, 0] / width * blocks).astype(int), 0, blocks - 1) * blocks
@@ -123,11 +134,7 @@ def block_bootstrap(src: np.ndarray, dst: np.ndarray, model: str, width: float, 
     need = MODELS[model].min_points if model in MATRIX_MODELS else MODELS["poly3"].min_points
     if len(occupied) < 3 or len(src) <= need:
         return np.zeros(0)
-    # Normalised coordinates keep the normal equations well conditioned.
-    centre, scale = np.array([width, height]) / 2, max(width, height) / 2
-    design, base = _design(model, (src - centre) / scale)
-    corners_design, corners_base = _design(model, (geometry.corners(width, height) - centre) / scale)
-    target = ((dst - centre) / scale).reshape(-1) - base
+    design, target, corners_design, corners_base, scale = _normalised(src, dst, model, width, height)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(occupied), (replicates + 1, len(occupied)))
     draws[0] = np.arange(len(occupied))  # the first "resample" is all measurements once: the reference fit
@@ -161,10 +168,7 @@ def covariance_spread(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, mod
     Returns:
         The percentile, in ``dst`` units; 0 where the inliers leave no residual degree of freedom.
     """
-    centre, scale = np.array([width, height]) / 2, max(width, height) / 2
-    design, base = _design(model, (src - centre) / scale)
-    corners_design, _ = _design(model, (geometry.corners(width, height) - centre) / scale)
-    target = ((dst - centre) / scale).reshape(-1) - base
+    design, target, corners_design, _, scale = _normalised(src, dst, model, width, height)
     used = np.repeat(inliers, 2)
     normal = design[used].T @ design[used]
     if used.sum() <= design.shape[1] or np.linalg.matrix_rank(normal) < design.shape[1]:
