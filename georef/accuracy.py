@@ -175,8 +175,13 @@ def covariance_spread(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, mod
         return 0.0
     params = np.linalg.solve(normal, design[used].T @ target[used])
     sigma = 1.4826 * np.median(np.abs(target - design @ params))
-    covariance = sigma**2 * shared * np.linalg.inv(normal)
-    samples = np.random.default_rng(seed).multivariate_normal(np.zeros(len(params)), covariance, draws)
+    # The draws are fixed standard normals carried through the inverse Cholesky factor of the normal
+    # matrix (covariance = sigma^2 shared L^-T L^-1), so that the percentile moves continuously with the
+    # measurements: a decomposition such as the SVD can turn rounding-level changes of its input into
+    # different samples.
+    lower = np.linalg.cholesky(normal)
+    normals = np.random.default_rng(seed).standard_normal((len(params), draws))
+    samples = sigma * np.sqrt(shared) * np.linalg.solve(lower.T, normals).T  # (draws, P)
     moved = (samples @ corners_design.T).reshape(draws, 4, 2) * scale
     return float(np.percentile(np.linalg.norm(moved, axis=2).mean(axis=1), PERCENTILE))
 

@@ -78,3 +78,18 @@ def test_estimate_takes_the_larger_fit_term_where_few_blocks_are_occupied():
     assert estimate.fit_ce90_px == estimate.covariance_ce90_px
     expected = np.sqrt(estimate.fit_ce90_px**2 + estimate.disagreement_px**2)
     assert estimate.ce90_px == pytest.approx(expected) and estimate.ce90_m == pytest.approx(10 * expected)
+
+
+def test_covariance_spread_moves_continuously_with_the_measurements():
+    # Rounding-level changes of the measurements (arithmetic that differs between runs) must not move
+    # the estimate by more than they do: the draws are fixed, only their scaling follows the data.
+    rng = np.random.default_rng(5)
+    src = _grid(0, SIZE, 0, SIZE)
+    dst = geometry.apply(_truth(), src) + rng.normal(0, 0.5, src.shape)
+    inliers = np.ones(len(src), bool)
+    for model in ("shift", "similarity", "affine"):
+        base = accuracy.covariance_spread(src, dst, inliers, model, SIZE, SIZE)
+        for _ in range(5):
+            nudged = dst + rng.normal(0, 1e-6, dst.shape)
+            assert accuracy.covariance_spread(src, nudged, inliers, model, SIZE, SIZE) == pytest.approx(
+                base, abs=1e-4)
