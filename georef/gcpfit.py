@@ -21,6 +21,9 @@ from georef.transforms import AUTO, MODELS, MatrixTransform, TransformModel, get
 
 #: Smallest ratio of the fitted pixel's two axes: below it the transform squashes the image to a line.
 _MIN_AXIS_RATIO = 1e-6
+#: Smallest extent of the GCPs in the image, pixels: points closer together than any GCP is placed determine
+#: no scale (two GCPs 1e-311 px apart are distinct numbers, not distinct places).
+_MIN_EXTENT_PX = 1e-3
 
 
 def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
@@ -107,6 +110,10 @@ def _check_determined(spec: TransformModel, pixel: np.ndarray, path: str | Path)
     n = len(pixel)
     if n < spec.min_points:
         raise DegenerateGcps(f"{n} enabled GCPs; the {spec.name} model needs at least {spec.min_points}", path)
+    extent = float(np.ptp(pixel, axis=0).max())
+    if spec.name != "shift" and extent < _MIN_EXTENT_PX:
+        raise DegenerateGcps(f"the enabled GCPs lie within {extent:.3g} px of one another in the image; the "
+                             f"{spec.name} model needs them apart", path)
     if spec.name in ("shift", "similarity"):
         return  # distinct points determine them
     centred = pixel - pixel.mean(axis=0)
@@ -131,6 +138,8 @@ def _check_transform(fitted, transform: np.ndarray, width: int, height: int, pat
     grid = geometry.grid_points(width, height, 5)
     if not (np.isfinite(transform).all() and np.isfinite(fitted.apply(grid)).all()):
         raise DegenerateGcps("the GCPs give a transform that is not finite", path)
+    if not geometry.pixel_scale(transform) > 0:  # a pixel too small for its area to be a float
+        raise DegenerateGcps("the GCPs give a pixel size of 0", path)
     axes = np.linalg.svd(transform[:2, :2], compute_uv=False)
     if axes[-1] <= _MIN_AXIS_RATIO * axes[0]:
         raise DegenerateGcps("the GCPs give a singular transform (the image would collapse to a line or a point)",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 
@@ -83,6 +83,10 @@ def test_good_gcps_are_fitted(target, tmp_path, model):
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(gcp_sets())
+# Distinct numbers that are no distinct places: pixels 2e-311 px apart, and map positions 1e-300 m apart
+# (whose pixel's area underflows to 0).
+@example(gcps=(np.array([[0.0, 0.0], [0.0, 2.22507386e-311]]), np.array([[4e5, 4e6], [4e5, 4e6 + 1]]), "auto"))
+@example(gcps=(np.array([[10.0, 10.0], [200.0, 10.0]]), np.array([[0.0, 0.0], [1e-300, 0.0]]), "similarity"))
 def test_fit_refuses_or_writes_a_sound_georeference(target, tmp_path_factory, gcps):
     pixel, map_xy, model = gcps
     folder = tmp_path_factory.mktemp("case")
