@@ -264,12 +264,15 @@ def _start(args: list, cwd: Path) -> subprocess.Popen:
 
 
 #: The command line, signalling itself once the raster is staged and before the report is written: a signal
-#: sent from outside lands there only by timing (a loaded machine finished the whole write before it).
+#: sent from outside lands there only by timing (a loaded machine finished the whole write before it). Ctrl-C
+#: raises KeyboardInterrupt as in an interactive shell, even where this test's own parent ignores SIGINT (a
+#: job started in the background) and the child would inherit that.
 _SIGNALLED_WHILE_WRITING = """
-import os, pathlib, sys
+import os, pathlib, signal, sys
 from georef import workflow
 from georef.cli.main import cli
 
+signal.signal(signal.SIGINT, signal.default_int_handler)
 write_report = workflow.write_report
 
 def signalled(*args, **kwargs):
