@@ -249,6 +249,10 @@ def _write_vector(table: GcpTable, path: Path, driver: str) -> None:
 
 def _read_vector(path: Path) -> GcpTable:
     import geopandas as gpd
+    from pyogrio.errors import DataLayerError, DataSourceError
 
-    frame = gpd.read_file(path, engine="pyogrio")
+    try:
+        frame = gpd.read_file(path, engine="pyogrio")
+    except (DataSourceError, DataLayerError) as exc:  # not a vector file, or no readable layer: the user's file
+        raise GcpFormatError(f"cannot be read as a point layer ({one_line(exc, 120)})", path) from None
     return _from_columns({k: frame[k].to_numpy() for k in COLUMNS}, frame.crs and CRS.from_user_input(frame.crs))

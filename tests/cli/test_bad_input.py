@@ -198,6 +198,14 @@ def test_gcps_of_a_file_that_is_no_report(workdir, content):
     assert listing(workdir) == before
 
 
+@pytest.mark.parametrize("name", ["g.geojson", "g.gpkg", "g.shp"])
+def test_gcps_of_a_vector_file_that_is_no_vector_data(workdir, name):
+    (workdir / name).write_text("#CRS: EPSG:32618\nmapX,mapY,sourceX,sourceY,enable\n400000,4000000,10,-10,1\n")
+    before = listing(workdir)
+    assert_refused(run("gcps", workdir / name, "--to", workdir / "g.csv"), f"{name}: cannot be read as a point layer")
+    assert listing(workdir) == before
+
+
 def _points(path: Path, rows: list[tuple[float, float, float, float]], crs: str = "EPSG:32618") -> Path:
     from rasterio.crs import CRS
 
