@@ -271,16 +271,15 @@ def _start(args: list, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, text=True)
 
 
-#: The command line, signalling itself once the raster is staged and before the report is written: a signal
-#: sent from outside lands there only by timing (a loaded machine finished the whole write before it). Ctrl-C
-#: raises KeyboardInterrupt as in an interactive shell, even where this test's own parent ignores SIGINT (a
-#: job started in the background) and the child would inherit that.
+#: ``python -m georef`` (the front ends' entry), signalling itself once the raster is staged and before the
+#: report is written: a signal sent from outside lands there only by timing (a loaded machine finished the
+#: whole write before it). SIGINT is ignored first, as a child inherits it from a parent started in the
+#: background: the front ends cancel with SIGINT, and the core must act on it all the same.
 _SIGNALLED_WHILE_WRITING = """
-import os, pathlib, signal, sys
+import os, pathlib, runpy, signal, sys
 from georef import workflow
-from georef.cli.main import cli
 
-signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 write_report = workflow.write_report
 
 def signalled(*args, **kwargs):
@@ -289,7 +288,7 @@ def signalled(*args, **kwargs):
     return write_report(*args, **kwargs)
 
 workflow.write_report = signalled
-cli(prog_name="georef")
+runpy.run_module("georef", run_name="__main__", alter_sys=True)
 """
 
 
