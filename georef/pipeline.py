@@ -133,6 +133,12 @@ class Measurements:
         """Share of the frame's width or height, the smaller, that the inliers span (:func:`georef.quality.span`)."""
         return span(self.src[self.inliers], *self.size, self.footprint)
 
+    @property
+    def shared(self) -> float:
+        """Measurements per independent one: neighbouring refinement windows share their pixels
+        (:data:`georef.refine.OVERLAP`); tie points are one each."""
+        return OVERLAP if self.source == "refinement windows" else 1.0
+
 
 @dataclass(frozen=True)
 class TiePointFit:
@@ -637,7 +643,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
                                                 np.ones(int(inliers.sum()), bool), "tie points",
                                                 tuple(frame_size * working_px))
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
-                                 measured.source, shared=OVERLAP if measured.source == "refinement windows" else 1.0)
+                                 measured.source, shared=measured.shared)
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),
                         options.refine.enabled and options.gate.confirm)
