@@ -288,7 +288,7 @@ def locate(target: str, reference: str, options: AlignOptions,
     may_widen = options.max_shift_m is None and scene.search.how == "claimed georeference"
     for radius in (None, *WIDER_SEARCH_M):
         if radius is not None:
-            if not may_widen or (best is not None and _convincing(*best[:2], options)):
+            if not may_widen:
                 break
             tried = (*tried, radius)
             log.info("nothing convincing within %.0f m; searching within %.0f m", tried[-2], radius)
@@ -299,14 +299,19 @@ def locate(target: str, reference: str, options: AlignOptions,
                 continue
         found = correlate_coarse(scene, options, stages) if options.correlation_first else None
         if found is not None:
-            return scene, found, scene.target
-        try:
-            coarse, image = match_coarse(scene, options, stages)
-        except MatchingError as exc:
-            failure = failure or exc
-            continue
-        if best is None or coarse.log_nfa < best[1].log_nfa or _convincing(scene, coarse, options):
-            best = (scene, coarse, image)
+            candidate = (scene, found, scene.target)
+        else:
+            try:
+                candidate = (scene, *match_coarse(scene, options, stages))
+            except MatchingError as exc:
+                failure = failure or exc
+                continue
+        # A fit reaching beyond the area searched (the correlation's too) found the target's edge only:
+        # the next radius reads all of it.
+        if _convincing(*candidate[:2], options):
+            return candidate
+        if best is None or candidate[1].log_nfa < best[1].log_nfa:
+            best = candidate
     if best is None:
         raise failure
     return best

@@ -42,3 +42,17 @@ def test_wildly_wrong_georeference_with_global_search_and_approx_center(tmp_path
     result = estimate_alignment(far, ref, AlignOptions(global_search=True, approx_center=(lon, lat)))
     error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 500, 500) / 10
     assert result.quality.passed and error < 0.5
+
+
+@pytest.mark.parametrize("offset_m", [(1500, -1000), (-2900, 2000)], ids=["1.8 km", "3.5 km"])
+def test_an_offset_of_kilometres_is_found_by_widening_the_search(tmp_path, scene, offset_m):
+    # 3.5 km: the 2500 m search finds the target at its edge (2900 m off on x) and the next radius
+    # must confirm it, not the gate refuse it as lying outside the area searched.
+    ref = write_tif(tmp_path / "ref.tif", scene.data, scene.transform, scene.crs)
+    data, truth = crop(scene, 700, 700, 500)
+    off = write_tif(tmp_path / "off.tif", data, Affine.translation(*offset_m) * truth, scene.crs)
+    result = estimate_alignment(off, ref)
+    error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 500, 500) / 10
+    assert result.quality.passed and error < 0.5
+    assert result.search.how == "widened around the claimed georeference"
+    assert result.search.radius_m >= max(map(abs, offset_m))
