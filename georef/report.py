@@ -76,8 +76,8 @@ def report_paths(path: str | Path, figures: bool = True) -> list[Path]:
     path = Path(path)
     if not figures:
         return [path]
-    stem = path.with_suffix("")
-    return [path, stem.with_suffix(".md"), stem.with_suffix(".html"), Path(f"{stem}_residuals.png"),
+    stem = path.with_suffix("")  # not with_suffix on the stem: "a.2024.json" must not give "a.md"
+    return [path, Path(f"{stem}.md"), Path(f"{stem}.html"), Path(f"{stem}_residuals.png"),
             Path(f"{stem}_histogram.png")]
 
 
