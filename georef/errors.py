@@ -55,6 +55,14 @@ class MissingGeoreference(GeorefError, ValueError):
     """A raster lacks the CRS or geotransform that the operation needs."""
 
 
+class CRSMismatch(GeorefError, ValueError):
+    """PROJ knows no way from one input's CRS to the other's (a local engineering CRS, for instance)."""
+
+
+class SearchTooLarge(GeorefError, ValueError):
+    """The reference area to search is too large to read at the pixel size it would be matched at."""
+
+
 class BandError(GeorefError, IndexError):
     """A requested band does not exist."""
 

@@ -50,7 +50,7 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     with raster.open_raster(target) as ds:
         width, height = ds.width, ds.height
         claim = raster.georeference(ds, assume_crs=table.crs) if raster.is_georeferenced(ds) else None
-    footprint = None if claim is None else raster.footprint_in(claim, width, height, table.crs)
+    footprint = None if claim is None else raster.footprint_in(claim, width, height, table.crs, target)
     # Map y grows up where rows grow down: matrix models are fitted with map y flipped, so that a
     # similarity (which cannot reflect) describes a north-up raster.
     flip = geometry.scaling(1.0, -1.0 if _reflected(pixel, map_xy, footprint) else 1.0)
@@ -71,7 +71,7 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     _check_transform(fitted, transform, width, height, source)
     unit = geometry.pixel_scale(transform)
     centre = geometry.apply(transform, [[width / 2, height / 2]])[0]
-    metres_per_unit = raster.metres_per_unit(table.crs, raster.latitude(table.crs, centre))
+    metres_per_unit = raster.metres_per_unit(table.crs, centre)
     residual = np.linalg.norm(fitted.apply(table.pixel) - table.map_xy, axis=1) / unit
     r = residual[used]
     rmse = float(np.sqrt(np.mean(r**2)))

@@ -391,7 +391,7 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
         claimed = None
         if raster.is_georeferenced(tgt_ds):
             assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
-            claimed = raster.footprint_in(raster.georeference(tgt_ds, assume_crs=assume), *size, ref_ds.crs)
+            claimed = raster.footprint_in(raster.georeference(tgt_ds, assume_crs=assume), *size, ref_ds.crs, target)
         if claimed is None or options.global_search or around is not None:
             with stages.stage("search"):
                 placed, searched = _search(tgt_ds, ref_ds, sources, options, claimed, around, tried)
@@ -429,14 +429,14 @@ def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, clai
 def _box(footprint: np.ndarray, size: tuple[int, int], reach_m: float, crs: CRS) -> tuple[float, ...]:
     """(x0, y0, x1, y1): the footprint's bounding box grown by ``reach_m`` on every side, in ``crs`` units."""
     corners = geometry.apply(footprint, geometry.corners(*size))
-    reach = reach_m / raster.metres_per_unit(crs, raster.latitude(crs, corners.mean(axis=0)))
+    reach = reach_m / raster.metres_per_unit(crs, corners.mean(axis=0))
     (x0, y0), (x1, y1) = corners.min(axis=0) - reach, corners.max(axis=0) + reach
     return (float(x0), float(y0), float(x1), float(y1))
 
 
 def _frame(footprint: np.ndarray, size: tuple[int, int], crs: CRS) -> Frame:
     centre = geometry.apply(footprint, [[size[0] / 2, size[1] / 2]])[0]
-    return Frame(footprint, size[0], size[1], crs.to_wkt(), raster.metres_per_unit(crs, raster.latitude(crs, centre)))
+    return Frame(footprint, size[0], size[1], crs.to_wkt(), raster.metres_per_unit(crs, centre))
 
 
 def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray, margin_m: float,

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import pyproj
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio._err import CPLE_BaseError  # GDAL's errors, which rasterio exports from nowhere else
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_gcps
 from rasterio.warp import transform as transform_coords
@@ -29,10 +31,12 @@ from rasterio.windows import Window
 from georef import geometry
 from georef.errors import (
     BandError,
+    CRSMismatch,
     EmptyDataError,
     MissingGeoreference,
     NoOverlapError,
     RasterReadError,
+    SearchTooLarge,
     one_line,
 )
 
@@ -392,25 +396,42 @@ def read_window(ds: rasterio.io.DatasetReader, bands: list[int], window: Window,
                       geometry.translation(window.col_off, window.row_off), stretch)
 
 
-def metres_per_unit(crs: CRS, lat: float = 0.0) -> float:
-    """Length in metres of one unit of ``crs`` (a degree at latitude ``lat`` for geographic CRSs)."""
+def metres_per_unit(crs: CRS, at: Sequence[float] | None = None) -> float:
+    """Length in metres of one unit of ``crs``: for a geographic CRS, a degree of longitude at the point
+    ``at`` (x, y in ``crs``; None: on the equator)."""
     if crs.is_geographic:
+        lat = 0.0 if at is None else float(at[1])
         return 111_320.0 * max(math.cos(math.radians(lat)), 0.01)
-    return crs.linear_units_factor[1]
+    # The axes' unit, which a local (engineering) CRS has too, unlike rasterio's linear_units_factor.
+    return pyproj.CRS.from_user_input(crs).axis_info[0].unit_conversion_factor
 
 
-def footprint_in(geo: Georeference, width: int, height: int, crs: CRS) -> np.ndarray:
+def footprint_in(geo: Georeference, width: int, height: int, crs: CRS, path: str | None = None) -> np.ndarray:
     """Affine approximation of a raster's pixel-to-map transform expressed in ``crs``.
 
     Returns:
         (3, 3) transform from the raster's pixel coordinates to map coordinates of ``crs``.
+
+    Raises:
+        CRSMismatch: PROJ knows no way from the raster's CRS to ``crs`` (a local engineering CRS, for
+            instance); ``path`` names the raster.
     """
     if geo.crs == crs:
         return geo.pixel_to_map
     px = geometry.grid_points(width, height, 8)
     src = geometry.apply(geo.pixel_to_map, px)
-    xs, ys = transform_coords(geo.crs, crs, src[:, 0], src[:, 1])
+    try:
+        xs, ys = transform_coords(geo.crs, crs, src[:, 0], src[:, 1])
+    except CPLE_BaseError as exc:
+        names = [pyproj.CRS.from_user_input(c).name for c in (geo.crs, crs)]
+        log.debug("PROJ: %s", one_line(exc))
+        raise CRSMismatch(f"PROJ knows no way from its CRS ({names[0]}) to {names[1]}", path) from None
     return geometry.fit_affine_lstsq(px, np.column_stack([xs, ys]))
+
+
+#: Most pixels of a reference chip (3 float32 bands: 0.8 GB), far above what a target matched at
+#: ``max_size`` needs even with a 10 km margin.
+MAX_CHIP_PIXELS = 64_000_000
 
 
 def read_reference_chip(
@@ -442,13 +463,13 @@ def read_reference_chip(
 
     Raises:
         NoOverlapError: the footprint plus the margin misses the reference.
+        SearchTooLarge: the chip would hold more than :data:`MAX_CHIP_PIXELS`.
     """
     t = ds.transform
     if t.b != 0 or t.d != 0:
         raise MissingGeoreference("has a rotated geotransform; warp it north-up first", ds.name)
     corners = geometry.apply(footprint, geometry.corners(width, height))
-    centre_lat = latitude(ds.crs, corners.mean(axis=0))
-    margin = margin_m / metres_per_unit(ds.crs, centre_lat)
+    margin = margin_m / metres_per_unit(ds.crs, corners.mean(axis=0))
     (x0, y0), (x1, y1) = corners.min(axis=0) - margin, corners.max(axis=0) + margin
     # Reference pixel window, rounded outwards and clipped to the dataset.
     box = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
@@ -464,6 +485,11 @@ def read_reference_chip(
     if abs(scale_x - 1) < 1e-3 and abs(scale_y - 1) < 1e-3:
         scale_x = scale_y = 1.0  # same resolution: read the pixels as they are
     h, w = max(1, round(window.height * scale_y)), max(1, round(window.width * scale_x))
+    if h * w > MAX_CHIP_PIXELS:
+        raise SearchTooLarge(
+            f"the area to search ({margin_m:g} m around the target) would be {w} x {h} px at the pixel of "
+            f"{pixel_size:g} it is matched at (its own: {abs(t.a):g}), over {MAX_CHIP_PIXELS / 1e6:.0f} million: "
+            "the target's pixel is far finer than the reference's, or {param:max_shift} too wide", ds.name)
     data, valid = _read(ds, bands, window, (h, w), mask)
     try:
         stretch = stretch or band_stretch(data, valid)
@@ -475,11 +501,3 @@ def read_reference_chip(
         @ geometry.scaling(window.width / w, window.height / h)
     )
     return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), chip_to_map, stretch)
-
-
-def latitude(crs: CRS, xy: np.ndarray) -> float:
-    """Latitude of a point given in ``crs``."""
-    if crs.is_geographic:
-        return float(xy[1])
-    _, lat = transform_coords(crs, CRS.from_epsg(4326), [xy[0]], [xy[1]])
-    return float(lat[0])

@@ -47,8 +47,7 @@ def _region(ref_ds: DatasetReader, centre: np.ndarray | None, radius_m: float) -
     if centre is None:
         return Window(0, 0, ref_ds.width, ref_ds.height)
     col, row = ~ref_ds.transform * tuple(centre)
-    lat = raster.latitude(ref_ds.crs, centre)
-    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, lat))
+    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, centre))
     c0, r0 = max(0, int(col - radius)), max(0, int(row - radius))
     c1, r1 = min(ref_ds.width, int(col + radius) + 1), min(ref_ds.height, int(row + radius) + 1)
     if c1 - c0 < 8 or r1 - r0 < 8:

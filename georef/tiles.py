@@ -198,7 +198,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
     datasets = _Datasets(sources.target, sources.reference)
     with rasterio.open(sources.target) as ds, rasterio.open(sources.reference) as ref:
         centre = geometry.apply(plan.coarse_to_map, [[ds.width / 2, ds.height / 2]])[0]
-        margin_m = plan.margin_px * pixel_size * raster.metres_per_unit(ref.crs, raster.latitude(ref.crs, centre))
+        margin_m = plan.margin_px * pixel_size * raster.metres_per_unit(ref.crs, centre)
 
     def one(window: Window) -> WindowResult:
         tgt_ds, ref_ds = datasets.get()

@@ -179,6 +179,47 @@ def test_non_finite_pixels_without_nodata_are_no_data(pair, workdir):
     assert "quality gate passed" in result.stderr
 
 
+LOCAL_CRS = 'LOCAL_CS["site grid",UNIT["metre",1]]'
+
+
+def with_georeference(source: Path, path: Path, **profile) -> Path:
+    """A copy of ``source`` under another CRS or geotransform."""
+    with rasterio.open(source) as src:
+        data, meta = src.read(), src.profile
+    meta.update(profile)
+    with rasterio.open(path, "w", **meta) as dst:
+        dst.write(data)
+    return path
+
+
+@pytest.mark.parametrize("which", ["target", "reference"])
+def test_a_crs_proj_cannot_relate_to_the_other_is_named(pair, workdir, which):
+    local = with_georeference(getattr(pair, which), workdir / "local.tif", crs=LOCAL_CRS)
+    target, reference = (local, pair.reference) if which == "target" else (pair.target, local)
+    assert_refused(run("align", target, "--ref", reference, "-o", workdir / "o.tif"),
+                   "PROJ knows no way from its CRS", "site grid" if which == "target" else "UTM")
+
+
+def test_inputs_in_one_local_crs_align(pair, workdir):
+    target, reference = (with_georeference(path, workdir / f"local_{path.name}", crs=LOCAL_CRS)
+                         for path in (pair.target, pair.reference))
+    result = run("align", target, "--ref", reference, "-o", workdir / "o.tif")
+    assert result.exit_code == 0, result.stderr
+    with rasterio.open(workdir / "o.tif") as out:
+        assert "site grid" in out.crs.to_wkt()
+        assert abs(out.transform.c - pair.truth.c) < 5 and abs(out.transform.f - pair.truth.f) < 5
+
+
+def test_a_target_of_far_finer_pixels_is_refused_before_reading(pair, workdir):
+    # 1 cm pixels against the 10 m reference: the reference around it would have been read at 1 cm (killed
+    # for memory before).
+    with rasterio.open(pair.target) as src:
+        fine = src.transform * rasterio.Affine.scale(0.001)
+    tiny = with_georeference(pair.target, workdir / "cm.tif", transform=fine)
+    assert_refused(run("align", tiny, "--ref", pair.reference, "-o", workdir / "o.tif"),
+                   "would be", "far finer than the reference's", "--max-shift")
+
+
 def test_exit_3_without_any_alignment_still_writes_the_report(pair, workdir, scene):
     data, _ = crop(scene, 0, 0, 300)
     plain = write_tif(workdir / "plain.tif", data, None, None)
