@@ -64,7 +64,7 @@ class SearchTooLarge(GeorefError, ValueError):
 
 
 class BandError(GeorefError, IndexError):
-    """A requested band does not exist."""
+    """A requested band does not exist, or holds what cannot be matched (complex numbers)."""
 
 
 class EmptyDataError(GeorefError, ValueError):

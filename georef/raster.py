@@ -177,7 +177,7 @@ def georeference(ds: rasterio.io.DatasetReader, assume_crs: CRS | None = None) -
 
 
 def resolve_bands(ds: rasterio.io.DatasetReader, bands: Sequence[int] | None) -> list[int]:
-    """Return the 1-based band indexes to read, checking that they exist.
+    """Return the 1-based band indexes to read, checking that they exist and hold real numbers.
 
     The default is the first three non-alpha bands (true colour for most
     products), or the single band of a one-band raster.
@@ -186,9 +186,13 @@ def resolve_bands(ds: rasterio.io.DatasetReader, bands: Sequence[int] | None) ->
         missing = [b for b in bands if not 1 <= b <= ds.count]
         if missing:
             raise BandError(f"has no band {missing[0]} (it has {ds.count})", ds.name)
-        return list(bands)
-    colour = [i for i, ci in zip(ds.indexes, ds.colorinterp) if ci != ColorInterp.alpha]
-    return colour[:3] or [1]
+        chosen = list(bands)
+    else:
+        chosen = [i for i, ci in zip(ds.indexes, ds.colorinterp) if ci != ColorInterp.alpha][:3] or [1]
+    for band in chosen:
+        if ds.dtypes[band - 1].startswith("complex"):  # complex64, complex128, complex_int16
+            raise BandError(f"band {band} holds complex numbers ({ds.dtypes[band - 1]}): give its amplitude", ds.name)
+    return chosen
 
 
 Stretch = list[tuple[float, float]]

@@ -220,6 +220,19 @@ def test_a_target_of_far_finer_pixels_is_refused_before_reading(pair, workdir):
                    "would be", "far finer than the reference's", "--max-shift")
 
 
+@pytest.mark.parametrize("which", ["target", "reference"])
+def test_complex_bands_are_refused(pair, workdir, which):
+    # Their real part was matched, and a warp of them ended in "internal error: Unknown GDAL Error".
+    with rasterio.open(getattr(pair, which)) as src:
+        data, profile = src.read().astype(np.complex64), src.profile
+    profile.update(dtype="complex64")
+    with rasterio.open(workdir / "c.tif", "w", **profile) as dst:
+        dst.write(data)
+    target, reference = (workdir / "c.tif", pair.reference) if which == "target" else (pair.target, workdir / "c.tif")
+    assert_refused(run("align", target, "--ref", reference, "--warp", "-o", workdir / "o.tif"),
+                   "c.tif: band 1 holds complex numbers (complex64)")
+
+
 def test_exit_3_without_any_alignment_still_writes_the_report(pair, workdir, scene):
     data, _ = crop(scene, 0, 0, 300)
     plain = write_tif(workdir / "plain.tif", data, None, None)
