@@ -60,12 +60,27 @@ USER_WEIGHTS: tuple[str, ...] = tuple(m.name for m in _INFO if m.weights == "use
 
 
 def resolve_device(device: str) -> str:
-    """The torch device ``device`` names: ``auto`` is CUDA where torch sees a GPU, else the CPU."""
-    if device != "auto":
-        return device
+    """The torch device ``device`` names: ``auto`` is CUDA where torch sees a GPU, else the CPU.
+
+    Raises:
+        InvalidOption: not a device name, or a CUDA device torch does not see.
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda", "mps"):
+        raise InvalidOption(f"{{param:device}} {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise InvalidOption(f"{{param:device}} {device}: torch sees {torch.cuda.device_count()} CUDA devices here; "
+                            "use auto or cpu")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidOption(f"{{param:device}} {device}: torch sees no Apple GPU here; use auto or cpu")
+    return device
 
 
 @functools.lru_cache(maxsize=8)

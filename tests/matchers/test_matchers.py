@@ -114,4 +114,15 @@ def test_auto_device_is_cuda_only_where_torch_sees_a_gpu():
     from georef.matchers import resolve_device
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("device, message", [("foo", "is not one of auto, cpu"), ("meta", "is not one of auto, cpu"),
+                                             ("cuda:64", "CUDA devices here")])
+def test_a_device_torch_cannot_run_on_is_named(device, message):
+    # They ended in "internal error: AssertionError: Torch not compiled with CUDA enabled" and the like.
+    from georef.errors import InvalidOption
+    from georef.matchers import resolve_device
+
+    with pytest.raises(InvalidOption, match=message):
+        resolve_device(device)
