@@ -30,6 +30,8 @@ COARSE_FACTOR = 4
 MIN_PEAK = 0.2
 #: Largest ratio of the second peak to the first: above it, the answer is ambiguous.
 MAX_SECOND_PEAK = 0.8
+#: Largest grid (the target's grown by the margin) correlated; the matcher searches anything wider.
+MAX_GRID_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,14 @@ def find_offset(target: MatchImage, chip: MatchImage, claimed: np.ndarray, margi
         The offset, or None where the images are too small for the margin.
     """
     h, w = target.shape
-    m = int(np.ceil(margin_px))
     if min(h, w) < 4 * COARSE_FACTOR * 8:
+        return None
+    # The margin, but no wider than the chip reaches from the target's grid: beyond it there are no
+    # reference pixels (a margin of 10,000 km once asked for a grid of terabytes).
+    reach = geometry.apply(np.linalg.inv(claimed), geometry.corners(*chip.shape[::-1]))
+    beyond = max(0.0, *(-reach.min(axis=0)), *(reach.max(axis=0) - (w, h)))
+    m = int(np.ceil(min(margin_px, beyond)))
+    if (h + 2 * m) * (w + 2 * m) > MAX_GRID_PIXELS:
         return None
     # The chip in the target's geometry, over the target's grid grown by the margin on every side.
     grown = claimed @ geometry.translation(-m, -m)

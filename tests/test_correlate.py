@@ -35,3 +35,13 @@ def test_locates_the_peak_between_pixels(scene):
     # A claim 0.4 px east and 0.3 px south of a whole pixel: the content sits 16.6 px east, 8.7 px north of it.
     offset = find_offset(target, chip, geometry.translation(100.4, 99.7), margin_px=40)
     assert offset.shift == pytest.approx([16.6, -8.7], abs=0.05)
+
+
+def test_a_margin_far_beyond_the_chip_searches_the_chip_only(scene):
+    chip = _image(scene, 300, 300, 700)
+    target = _image(scene, 400 + 17, 400 - 9, 256)
+    # A margin of 10 million pixels once asked for a grid of terabytes; the chip reaches 344 px beyond the target.
+    near = find_offset(target, chip, geometry.translation(100, 100), margin_px=400)
+    far = find_offset(target, chip, geometry.translation(100, 100), margin_px=1e7)
+    assert far.shift == pytest.approx(near.shift, abs=1e-6) and far.peak == pytest.approx(near.peak)
+    assert far.shift == pytest.approx([17, -9], abs=0.01)
