@@ -13,8 +13,9 @@ if [ ! -x .venv-qgis/bin/pytest ]; then
     .venv-qgis/bin/pip install -q pytest pytest-qgis
 fi
 export QT_QPA_PLATFORM=offscreen GEOREF_PYTHON="$PWD/.venv/bin/python"
-# Leave the core's venv: QGIS's embedded Python would take its python3 from PATH and lose the qgis module.
-PATH=$(printf %s "$PATH" | tr ':' '\n' | grep -v "^${VIRTUAL_ENV:-/nonexistent}/bin$" | paste -sd: -)
+# Leave every venv (the core's, or one a caller left on PATH): QGIS's embedded Python would take its python3
+# from PATH and lose the qgis module.
+PATH=$(printf %s "$PATH" | tr ':' '\n' | while read -r dir; do [ -f "$dir/../pyvenv.cfg" ] || echo "$dir"; done | paste -sd: -)
 export PATH
 unset VIRTUAL_ENV PYTHONHOME
 .venv-qgis/bin/python -m pytest -p no:cacheprovider -o qgis_gui_enabled=false tests/qgis_plugin "$@"
