@@ -96,11 +96,11 @@ def find_offset(target: MatchImage, chip: MatchImage, claimed: np.ndarray, margi
     h, w = target.shape
     if min(h, w) < 4 * COARSE_FACTOR * 8:
         return None
-    # The margin, but no wider than the chip reaches from the target's grid: beyond it there are no
-    # reference pixels (a margin of 10,000 km once asked for a grid of terabytes).
+    # The margin, but no wider than offsets at which the target still overlaps the chip (a margin of
+    # 10,000 km once asked for a grid of terabytes).
     reach = geometry.apply(np.linalg.inv(claimed), geometry.corners(*chip.shape[::-1]))
     beyond = max(0.0, *(-reach.min(axis=0)), *(reach.max(axis=0) - (w, h)))
-    m = int(np.ceil(min(margin_px, beyond)))
+    m = int(np.ceil(min(margin_px, beyond + max(w, h))))
     if (h + 2 * m) * (w + 2 * m) > MAX_GRID_PIXELS:
         return None
     # The chip in the target's geometry, over the target's grid grown by the margin on every side.

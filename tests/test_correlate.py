@@ -40,8 +40,9 @@ def test_locates_the_peak_between_pixels(scene):
 def test_a_margin_far_beyond_the_chip_searches_the_chip_only(scene):
     chip = _image(scene, 300, 300, 700)
     target = _image(scene, 400 + 17, 400 - 9, 256)
-    # A margin of 10 million pixels once asked for a grid of terabytes; the chip reaches 344 px beyond the target.
-    near = find_offset(target, chip, geometry.translation(100, 100), margin_px=400)
+    # A margin of 10 million pixels once asked for a grid of terabytes; beyond 600 px (the chip's 344 px
+    # beyond the target, plus the target's 256) the target no longer overlaps the chip.
+    near = find_offset(target, chip, geometry.translation(100, 100), margin_px=600)
     far = find_offset(target, chip, geometry.translation(100, 100), margin_px=1e7)
     assert far.shift == pytest.approx(near.shift, abs=1e-6) and far.peak == pytest.approx(near.peak)
     assert far.shift == pytest.approx([17, -9], abs=0.01)
