@@ -36,8 +36,8 @@ def align(target, reference, output, dry_run, **kw):
     try:
         result = align_file(target, reference, outputs, opts, reporter)
     except QualityGateFailed as exc:
-        click.echo(summary(exc.alignment), err=True)
+        options.note(summary(exc.alignment))
         raise
-    click.echo(summary(result), err=True)
+    options.note(summary(result))
     if not dry_run:
-        click.echo("wrote " + ", ".join(map(str, raster_outputs(outputs, target))), err=True)
+        options.note("wrote " + ", ".join(map(str, raster_outputs(outputs, target))))

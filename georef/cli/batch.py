@@ -55,14 +55,13 @@ def batch(pairs_table, targets, stac, asset, reference, ref_item, out_dir, outpu
     opts = options.alignment_from(kw)
     opts.validate()
     client = engine.start_client(workers, scheduler)
-    click.echo(f"{len(todo)} pair(s); Dask dashboard: {client.dashboard_link}", err=True)
+    options.note(f"{len(todo)} pair(s); Dask dashboard: {client.dashboard_link}")
     try:
         table = engine.run(todo, out_dir, opts, outputs, output_format, client, resume, reporter)
     finally:
         engine.stop_client(client)
     counts = table["status"].value_counts()
-    click.echo(f"{counts.get('aligned', 0)} of {len(table)} pairs aligned; results in {out_dir}/results.csv",
-               err=True)
+    options.note(f"{counts.get('aligned', 0)} of {len(table)} pairs aligned; results in {out_dir}/results.csv")
     if counts.get("aligned", 0) < len(table):
         failed = ", ".join(f"{n} {status}" for status, n in counts.items() if status != "aligned")
         raise BatchIncomplete(f"{failed}; the reasons are in results.csv", out_dir)

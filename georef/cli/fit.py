@@ -25,5 +25,5 @@ def fit(gcp_file, target, output, model, reference, **kw):
         raise click.UsageError("give the output with -o OUT.tif (or --sidecar --in-place)")
     outputs = options.outputs_from(output, kw)
     result = fit_file(gcp_file, target, outputs, model, reference, options.reporter_from(kw))
-    click.echo(summary(result), err=True)
-    click.echo("wrote " + ", ".join(map(str, raster_outputs(outputs, target))), err=True)
+    options.note(summary(result))
+    options.note("wrote " + ", ".join(map(str, raster_outputs(outputs, target))))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from georef.cli import options
+
 
 @click.command()
 @click.argument("source", type=click.Path(dir_okay=False))
@@ -16,4 +18,4 @@ def gcps(source, destination, inliers_only, overwrite):
     from georef.workflow import export_gcps
 
     table = export_gcps(source, destination, inliers_only=inliers_only, overwrite=overwrite)
-    click.echo(f"wrote {len(table)} GCPs to {destination}", err=True)
+    options.note(f"wrote {len(table)} GCPs to {destination}")

@@ -200,6 +200,12 @@ def outputs_from(output, kwargs: dict, **extra) -> OutputOptions:
     )
 
 
+def note(message: str) -> None:
+    """A line of the command's outcome on stderr (a summary, what was written), unless -q asked for errors only."""
+    if not click.get_current_context().find_root().params.get("quiet"):
+        click.echo(message, err=True)
+
+
 def progress(function):
     """--progress/--no-progress and --progress-json."""
     function = click.option("--progress-json", is_flag=True,

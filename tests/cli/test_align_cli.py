@@ -51,10 +51,14 @@ def test_copy_free_outputs(pair, tmp_path):
         assert np.hypot(a.transform.c - pair.truth.c, a.transform.f - pair.truth.f) < 10
 
 
-def test_quiet_prints_no_log(pair, tmp_path):
+def test_quiet_prints_nothing_but_errors(pair, tmp_path):
     result = run("-q", "align", pair.target, "--ref", pair.reference, "-o", tmp_path / "o.tif", "--matcher", "sift")
     assert result.exit_code == 0, result.output
-    assert "INFO" not in result.output
+    assert result.output == ""  # the summary and "wrote" lines too: -q is for scripts
+    failed = run("-q", "align", pair.target, "--ref", pair.reference, "-o", tmp_path / "p.tif", "--min-inliers", "9999")
+    assert failed.exit_code == 3 and failed.stdout == ""
+    assert failed.stderr.splitlines() == [line for line in failed.stderr.splitlines() if line.startswith("georef: error:")]
+    assert "9999" in failed.stderr
 
 
 def _assert_error(result, *fragments, code=2):
