@@ -7,6 +7,7 @@ imports nothing heavy: ``georef --help`` reads it.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -245,6 +246,15 @@ class AlignOptions:
         _finite(self.guided_radius_px, "guided_radius_px", 0)
         _check(self.max_size >= 64, "max_size", f"must be >= 64, not {self.max_size}")
         _check(not self.bands or all(b >= 1 for b in self.bands), "bands", "are numbered from 1")
+        _check(isinstance(self.seed, numbers.Integral) and self.seed >= 0, "seed", f"must be an integer >= 0, not {self.seed!r}")
+        if self.target_crs is not None:
+            from rasterio.crs import CRS
+            from rasterio.errors import CRSError
+
+            try:
+                CRS.from_user_input(self.target_crs)
+            except CRSError as exc:
+                raise InvalidOption(f"{{param:target_crs}} {self.target_crs!r} is not a CRS ({exc})") from None
         if self.approx_center is not None:
             lon, lat = self.approx_center
             _finite(lon, "approx_center", -180, 180)

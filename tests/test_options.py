@@ -27,3 +27,18 @@ def test_windows_fit_eight_times_into_a_small_image():
     assert RefineOptions().at_scale(2.0, 512, 2.0).window == 64
     assert RefineOptions().at_scale(1.0, 200, 1.0).window == 24
     assert RefineOptions().at_scale(1.0, 100, 1.0).window == 16
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(seed="x"), "seed must be an integer >= 0, not 'x'"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(target_crs="EPSG:0"), "target_crs 'EPSG:0' is not a CRS"),
+], ids=["seed text", "seed negative", "target_crs unknown"])
+def test_python_callers_get_a_named_error_for_a_bad_setting(setting, message):
+    # Both once surfaced from deep inside as a bare TypeError and rasterio's CRSError.
+    from georef.errors import InvalidOption
+    from georef.options import AlignOptions
+
+    with pytest.raises(InvalidOption, match=message):
+        AlignOptions(**setting).validate()
+    AlignOptions(seed=3, target_crs="EPSG:32635").validate()
