@@ -480,10 +480,13 @@ def read_reference_chip(
     cols, rows = geometry.apply(np.linalg.inv(geometry.to_matrix(t)), box).T
     c0, c1 = max(0, math.floor(min(cols))), min(ds.width, math.ceil(max(cols)))
     r0, r1 = max(0, math.floor(min(rows))), min(ds.height, math.ceil(max(rows)))
-    if c1 - c0 < 8 or r1 - r0 < 8:
+    if c1 <= c0 or r1 <= r0:
         raise NoOverlapError(
             f"does not overlap the target footprint within the search margin of {margin_m:g} m", ds.name
         )
+    if c1 - c0 < 8 or r1 - r0 < 8:
+        raise NoOverlapError(f"holds only {c1 - c0} x {r1 - r0} of its pixels within {margin_m:g} m of the target "
+                             "footprint, too few to match", ds.name)
     window = Window(c0, r0, c1 - c0, r1 - r0)
     scale_x, scale_y = abs(t.a) / pixel_size, abs(t.e) / pixel_size
     if abs(scale_x - 1) < 1e-3 and abs(scale_y - 1) < 1e-3:

@@ -97,6 +97,13 @@ def test_no_overlap(pair, tmp_path, scene):
     _assert_error(run("align", far, "--ref", pair.reference, "-o", tmp_path / "o.tif"), "reference.tif", "does not overlap")
 
 
+def test_a_reference_of_a_few_pixels_is_named_as_such(pair, tmp_path, scene):
+    data, t = crop(scene, 700, 650, 3)  # 3 px inside the target's footprint: it overlaps, but holds nothing to match
+    tiny = write_tif(tmp_path / "tiny.tif", data, t, scene.crs)
+    _assert_error(run("align", pair.target, "--ref", tiny, "-o", tmp_path / "o.tif"), "tiny.tif",
+                  "holds only 3 x 3 of its pixels within 600 m of the target footprint")
+
+
 def test_all_nodata_target(pair, tmp_path, scene):
     with_truth = crop(scene, 700, 650, 512)[1]
     tgt = write_tif(tmp_path / "empty.tif", np.zeros((3, 512, 512), np.uint16), with_truth, scene.crs, nodata=0)
