@@ -148,6 +148,10 @@ def write(table: GcpTable, path: str | Path, staging: Staging | None = None) -> 
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise GcpFormatError(f"unknown GCP format {suffix!r}; use one of {', '.join(FORMATS)}", path)
+    if suffix == ".geojson" and table.crs is not None and table.crs.to_epsg() is None:
+        # GDAL writes such a CRS as none, and GeoJSON without one is read back as WGS 84.
+        raise GcpFormatError("GeoJSON names a CRS by its EPSG code and the GCPs' CRS has none: write .gpkg, .shp, "
+                             ".csv or .points", path)
     if staging is None:
         with Staging(overwrite=True) as own:
             write(table, path, own)
@@ -243,7 +247,7 @@ def _write_vector(table: GcpTable, path: Path, driver: str) -> None:
 
     frame = gpd.GeoDataFrame(table.columns(), geometry=gpd.points_from_xy(table.map_xy[:, 0], table.map_xy[:, 1]),
                              crs=table.crs)
-    layer = {"layer": "gcps"} if driver == "GPKG" else {}  # the temporary file name is no layer name
+    layer = {"layer": "gcps"} if driver != "ESRI Shapefile" else {}  # the temporary file name is no layer name
     frame.to_file(path, driver=driver, engine="pyogrio", **layer)
 
 

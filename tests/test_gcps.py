@@ -45,6 +45,29 @@ def test_every_export_round_trips(aligned, tmp_path, suffix):
     assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
+def test_vector_layers_are_named_gcps_not_after_the_temporary_file(aligned, tmp_path):
+    import pyogrio
+
+    table = gcps.read(aligned[1])
+    for suffix in (".gpkg", ".geojson"):
+        assert [str(name) for name, _ in pyogrio.list_layers(gcps.write(table, tmp_path / f"p{suffix}"))] == ["gcps"]
+
+
+def test_geojson_refuses_a_crs_without_an_epsg_code(aligned, tmp_path):
+    # GDAL wrote it with no CRS at all, and read back it was WGS 84: the fit then put the GCPs in degrees.
+    from dataclasses import replace
+
+    from rasterio.crs import CRS
+
+    from georef.errors import GcpFormatError
+
+    local = replace(gcps.read(aligned[1]), crs=CRS.from_wkt('LOCAL_CS["site grid",UNIT["metre",1]]'))
+    with pytest.raises(GcpFormatError, match="GeoJSON names a CRS by its EPSG code"):
+        gcps.write(local, tmp_path / "p.geojson")
+    assert not list(tmp_path.iterdir())
+    assert gcps.read(gcps.write(local, tmp_path / "p.gpkg")).crs == local.crs
+
+
 def test_residual_vectors_agree_with_the_report(aligned):
     result, report, *_ = aligned
     table = gcps.read(report)
