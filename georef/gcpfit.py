@@ -7,9 +7,12 @@ plane, and giving a transform that is finite and not singular.
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from rasterio.crs import CRS
 
 from georef import geometry, raster
 from georef.errors import DegenerateGcps, GcpFormatError
@@ -19,6 +22,8 @@ from georef.quality import Placement, Quality, coverage, span
 from georef.result import Alignment, TiePoints
 from georef.transforms import AUTO, MODELS, MatrixTransform, TransformModel, get, polynomial_terms
 
+log = logging.getLogger(__name__)
+
 #: Smallest ratio of the fitted pixel's two axes: below it the transform squashes the image to a line.
 _MIN_AXIS_RATIO = 1e-6
 #: Smallest extent of the GCPs in the image, pixels: points closer together than any GCP is placed determine
@@ -27,7 +32,8 @@ _MIN_EXTENT_PX = 1e-3
 
 
 def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
-                        reference: str | Path | None = None, source: str | Path | None = None) -> Alignment:
+                        reference: str | Path | None = None, source: str | Path | None = None,
+                        crs: str | CRS | None = None) -> Alignment:
     """An alignment fitted to the enabled GCPs of a table.
 
     Args:
@@ -36,14 +42,16 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
         model: a name of :data:`georef.transforms.MODELS`, or ``auto``.
         reference: raster whose grid a warp snaps to; default a grid of the fitted pixel size.
         source: the file the GCPs came from, named in errors (default the target).
+        crs: CRS of the GCPs' map coordinates where the table names none (QGIS wrote ``.points`` files
+            without one before 3.26); default the target's, else the reference's.
 
     Raises:
-        GcpFormatError: the GCPs carry no CRS.
+        GcpFormatError: the GCPs carry no CRS and none is given or found.
         DegenerateGcps: the enabled GCPs cannot determine the model.
     """
     source = source or target
     if table.crs is None:
-        raise GcpFormatError("the GCPs carry no CRS", source)
+        table = replace(table, crs=_assumed_crs(crs, target, reference, source))
     used = table.inlier
     pixel, map_xy = table.pixel[used], table.map_xy[used]
     _check_points(pixel, map_xy, np.flatnonzero(used) + 1, source)
@@ -88,6 +96,20 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
                      transform, width, height, metres_per_px,
                      TiePoints(table.pixel, table.map_xy, residual, used, table.confidence), quality,
                      warp=None if spec.kind == "matrix" else fitted, path="gcps")
+
+
+def _assumed_crs(crs: str | CRS | None, target: str | Path, reference: str | Path | None,
+                 source: str | Path) -> CRS:
+    """The CRS of GCPs whose file names none: ``crs``, else the target's, else the reference's."""
+    if crs is not None:
+        return CRS.from_user_input(crs)
+    for path in (target, reference):
+        if path is not None:
+            with raster.open_raster(path) as ds:
+                if ds.crs is not None:
+                    log.warning("%s names no CRS: taking that of %s (%s)", source, path, ds.crs.to_string())
+                    return ds.crs
+    raise GcpFormatError("the GCPs carry no CRS, nor do the target and the reference: give {param:gcp_crs}", source)
 
 
 def _check_points(pixel: np.ndarray, map_xy: np.ndarray, ids: np.ndarray, path: str | Path) -> None:

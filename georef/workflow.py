@@ -132,7 +132,8 @@ def write_outputs(alignment: Alignment, target: str | Path, outputs: OutputOptio
 
 
 def fit_file(gcp_file: str | Path, target: str | Path, outputs: OutputOptions, model: str = AUTO,
-             reference: str | Path | None = None, reporter: Reporter | None = None) -> Alignment:
+             reference: str | Path | None = None, reporter: Reporter | None = None,
+             gcp_crs: str | None = None) -> Alignment:
     """Fit a model to the enabled GCPs of a file and write the target with it (pixels kept, or warped).
 
     Args:
@@ -142,12 +143,13 @@ def fit_file(gcp_file: str | Path, target: str | Path, outputs: OutputOptions, m
         model: a model name or ``auto``.
         reference: raster whose grid a warp snaps to.
         reporter: told of the write stage.
+        gcp_crs: CRS of GCPs whose file names none; default the target's, else the reference's.
 
     Raises:
         GcpFormatError, DegenerateGcps: the GCPs cannot be read or cannot determine the model.
     """
     check_outputs(outputs, target)
-    alignment = alignment_from_gcps(gcps.read(gcp_file), target, model, reference, source=gcp_file)
+    alignment = alignment_from_gcps(gcps.read(gcp_file), target, model, reference, source=gcp_file, crs=gcp_crs)
     return write_outputs(alignment, target, outputs, reporter=reporter)
 
 

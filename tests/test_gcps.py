@@ -132,6 +132,31 @@ def test_cli_exports_and_fits_edited_points(aligned, tmp_path):
         assert geometry.mean_corner_distance(geometry.to_matrix(ds.transform), geometry.to_matrix(truth), 512, 512) < 5
 
 
+def test_points_without_a_crs_take_the_targets_or_the_one_given(aligned, tmp_path):
+    # QGIS wrote .points files without a CRS line before 3.26; fit refused them all.
+    result, report, target, reference, truth = aligned
+    gcps.write(gcps.read(report), tmp_path / "with.points")
+    bare = tmp_path / "bare.points"
+    bare.write_text("".join(line for line in (tmp_path / "with.points").read_text().splitlines(keepends=True)
+                            if not line.startswith("#")))
+    fits = {}
+    for name, extra in [("with", []), ("bare", []), ("given", ["--gcp-crs", "EPSG:32618"])]:
+        source = tmp_path / ("with.points" if name == "with" else "bare.points")
+        run = CliRunner().invoke(cli, ["fit", str(source), str(target), "-o", str(tmp_path / f"{name}.tif"), *extra])
+        assert run.exit_code == 0, run.output
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            fits[name] = ds.crs, ds.transform
+    assert fits["bare"] == fits["with"] == fits["given"] and fits["with"][0] == result.crs
+    # With no CRS anywhere the one line says how to give it.
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(target) as src:
+        profile = {**src.profile, "crs": None}
+        with rasterio.open(plain, "w", **profile) as dst:
+            dst.write(src.read())
+    run = CliRunner().invoke(cli, ["fit", str(bare), str(plain), "-o", str(tmp_path / "x.tif")])
+    assert run.exit_code == 2 and "carry no CRS" in run.stderr and "--gcp-crs" in run.stderr
+
+
 def test_report_figures_and_summaries(aligned):
     _, report, *_ = aligned
     stem = report.with_suffix("")

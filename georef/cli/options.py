@@ -81,7 +81,8 @@ def split_bands(value) -> dict:
     return {"bands": value}
 
 
-def _crs(ctx, param, value):
+def crs_option(ctx, param, value):
+    """Click callback: the value if PROJ knows it as a CRS."""
     if value is None:
         return None
     import rasterio
@@ -126,7 +127,7 @@ weights = click.option("--weights", type=click.Path(dir_okay=True),
 max_shift = click.option("--max-shift", type=Finite(0),
                          help="Search margin around the target footprint, metres [default: 600, widened up to "
                               "10000 where nothing convincing is found].")
-target_crs = click.option("--target-crs", callback=_crs,
+target_crs = click.option("--target-crs", callback=crs_option,
                           help="CRS of a target with a world file but no CRS [default: the reference's].")
 approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
                              help="Where the global search looks.")
