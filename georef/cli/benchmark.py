@@ -85,7 +85,7 @@ def _seasons(ctx, param, value):
               help="warp: the target's empty corners as an internal mask, as nodata 0, or as plain 0.")
 @click.option("--strip", type=click.IntRange(min=0), default=0, show_default=True,
               help="warp: N cases per tile on its 512 x 5120 strip of subtiles (coarse to fine).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
 @click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
 @click.option("--refine-lowpass", type=options.Finite(0, 0.5, low_open=True), default=RefineOptions.lowpass_sigma,

@@ -20,7 +20,7 @@ from georef.options import AlignOptions, TileOptions
 @options.jobs
 @click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True)
 @click.option("--tile-size", type=click.IntRange(min=64), default=TileOptions.size, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size, seed):
     """Build a 10980 x 10980 three-band JPEG2000 pair with a known transform and measure georef align on it.
 

@@ -233,6 +233,15 @@ def test_complex_bands_are_refused(pair, workdir, which):
                    "c.tif: band 1 holds complex numbers (complex64)")
 
 
+@pytest.mark.parametrize("command", ["benchmark", "scene-benchmark"])
+def test_a_negative_seed_is_a_usage_error(workdir, command):
+    # It ended in "internal error: ValueError: expected non-negative integer" once the cases were drawn.
+    where = [workdir] if command == "benchmark" else []
+    result = run(command, *where, "--out", workdir / "bench", "--seed", "-1")
+    assert result.exit_code == 2 and "--seed" in result.stderr and "x>=0" in result.stderr
+    assert not (workdir / "bench").exists()
+
+
 def test_exit_3_without_any_alignment_still_writes_the_report(pair, workdir, scene):
     data, _ = crop(scene, 0, 0, 300)
     plain = write_tif(workdir / "plain.tif", data, None, None)
