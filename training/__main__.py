@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
     bars = not args.quiet and sys.stderr.isatty()  # progress bars on a terminal only, never in log files
 
+    from georef.errors import GeorefError
     from training.config import load_config
     from training.train import Trainer, evaluate, measure_throughput
 
@@ -38,16 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"georef-train: error: {exc}", file=sys.stderr)
         return 2
-    if args.evaluate:
-        weights = None if args.evaluate == "pretrained" else Path(args.evaluate)
-        name = "pretrained" if weights is None else weights.stem
-        result = evaluate(config, weights, Path(config.out) / "eval" / name, progress=bars)
-    else:
-        trainer = Trainer(config, progress=bars)
-        if args.throughput:
-            result = measure_throughput(trainer, trainer.training_samples(), args.batches)
+    try:
+        if args.evaluate:
+            weights = None if args.evaluate == "pretrained" else Path(args.evaluate)
+            name = "pretrained" if weights is None else weights.stem
+            result = evaluate(config, weights, Path(config.out) / "eval" / name, progress=bars)
         else:
-            result = trainer.fit()
+            trainer = Trainer(config, progress=bars)
+            if args.throughput:
+                result = measure_throughput(trainer, trainer.training_samples(), args.batches)
+            else:
+                result = trainer.fit()
+    except GeorefError as exc:  # weights that cannot be read, a season missing from the data: the user's to mend
+        print(f"georef-train: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=1))
     return 0
 

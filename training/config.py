@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,43 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting out of range, before any model or data is loaded."""
+        from georef.matchers import resolve_device
+
+        def check(ok: bool, key: str, text: str) -> None:
+            if not ok:
+                raise ValueError(f"{key}={getattr(self, key)!r}: {text}")
+
+        check(self.matcher in TRAINABLE, "matcher", f"must be one of {', '.join(TRAINABLE)}")
+        for key in ("variants", "max_keypoints", "batch_size", "epochs"):
+            check(isinstance(getattr(self, key), int) and getattr(self, key) >= 1, key, "must be an integer >= 1")
+        for key in ("train_layers", "val_limit", "seed"):
+            check(isinstance(getattr(self, key), int) and getattr(self, key) >= 0, key, "must be an integer >= 0")
+        for key in ("max_shift_px", "max_rotation_deg", "max_scale", "max_perspective", "weight_decay", "balance"):
+            check(math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, key, "must be a finite number >= 0")
+        for key in ("lr", "match_px"):
+            check(math.isfinite(getattr(self, key)) and getattr(self, key) > 0, key, "must be a finite number > 0")
+        check(self.unmatched_px >= self.match_px, "unmatched_px", f"must be >= match_px ({self.match_px})")
+        check(self.balance <= 1, "balance", "must be <= 1")
+        check(self.max_scale < 1, "max_scale", "must be < 1")
+        for key in ("pairings", "val_pairing"):
+            values = getattr(self, key) if key == "pairings" else [self.val_pairing]
+            check(bool(values) and all(p.count(":") == 1 and all(p.split(":")) for p in values), key,
+                  "takes season pairs target:reference, e.g. winter:summer")
+        both = set(self.train_tiles) & set(self.val_tiles)
+        check(not both, "val_tiles", f"tile {sorted(both)[0] if both else ''} is in the training split too")
+        check(bool(self.data) and Path(self.data).is_dir(), "data", "must be an s2-seasons folder")
+        for key in ("train_tiles", "val_tiles"):
+            missing = [t for t in getattr(self, key) if not (Path(self.data) / t).is_dir()]
+            check(bool(getattr(self, key)) and not missing, key,
+                  f"{missing[0]} is not a tile of {self.data}" if missing else "needs a tile")
+        resolve_device(self.device)  # InvalidOption, a ValueError, names a device torch cannot run on
+
+
+#: Matchers the training wraps (those with learned matching weights).
+TRAINABLE = ("aliked-lightglue", "disk-lightglue", "superglue")
+
 
 def _coerce(name: str, text: str, current):
     """A ``key=value`` override's value, typed like the default it replaces."""
@@ -92,7 +130,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     """
     config = TrainConfig()
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: holds a {type(values).__name__}, not key: value lines")
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -104,6 +147,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     config = dataclasses.replace(config, **values)
     if not config.data:
         raise ValueError("no training data: give the s2-seasons folder as data=PATH (or data: in the config file)")
+    config.validate()
     return config
 
 

@@ -31,6 +31,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, progress: bool = True) -> None:
+        config.validate()
         self.config = config
         self.progress = progress
         torch.manual_seed(config.seed)
@@ -47,9 +48,6 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
     def training_samples(self) -> list[Sample]:
         pairs = split_pairs(self.config.data, self.config.train_tiles, self.config.pairings)
-        overlap = set(self.config.train_tiles) & set(self.config.val_tiles)
-        if overlap:
-            raise ValueError(f"tile {sorted(overlap)[0]} is in both the training and the validation split")
         return build_samples(pairs, self.features, self.config, self.out / "cache", self.progress)
 
     def _to_device(self, batch: dict) -> dict:

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from training.model import assignment_loss, deep_loss
 def test_config_defaults_yaml_and_typed_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("matcher: disk-lightglue\nepochs: 3\n")
-    c = load_config(path, ["lr=5e-5", "train_tiles=T36UUA", "batch_size=4", "weights=null", "data=somewhere"])
+    for tile in ("T36UUA", "T35UNQ"):
+        (tmp_path / "data" / tile).mkdir(parents=True)
+    c = load_config(path, ["lr=5e-5", "train_tiles=T36UUA", "batch_size=4", "weights=null", f"data={tmp_path / 'data'}"])
     assert (c.matcher, c.epochs, c.lr, c.train_tiles, c.batch_size) == ("disk-lightglue", 3, 5e-5, ["T36UUA"], 4)
     assert c.val_tiles == TrainConfig().val_tiles
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
@@ -23,6 +26,36 @@ def test_config_defaults_yaml_and_typed_overrides(tmp_path):
         load_config(None, ["batch_size=many"])
     with pytest.raises(ValueError, match="no training data"):
         load_config(path, [])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=-1", "epochs=-1: must be an integer >= 1"),  # found after minutes of caching features
+    ("batch_size=0", "batch_size=0: must be an integer >= 1"),
+    ("lr=-1", "lr=-1.0: must be a finite number > 0"),  # torch's traceback
+    ("matcher=orb", "matcher='orb': must be one of aliked-lightglue"),  # KeyError
+    ("val_tiles=T99XXX", "val_tiles=['T99XXX']: T99XXX is not a tile of"),
+    ("val_tiles=T36UUA", "tile T36UUA is in the training split too"),
+    ("pairings=winter", "takes season pairs target:reference"),
+    ("device=foo", "device 'foo' is not one of auto, cpu"),  # torch's RuntimeError
+], ids=lambda v: v if "=" in v else "")
+def test_config_values_are_checked_before_anything_loads(tmp_path, override, message):
+    for tile in ("T36UUA", "T35UNQ"):
+        (tmp_path / tile).mkdir()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, [f"data={tmp_path}", "train_tiles=T36UUA", override])
+
+
+def test_the_command_names_bad_yaml_and_bad_data_in_one_line(tmp_path, capsys):
+    from training.__main__ import main
+
+    (tmp_path / "bad.yaml").write_text("epochs: [1\n")
+    assert main(["--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "bad.yaml: not YAML" in capsys.readouterr().err
+    # georef's own errors, raised once the run has begun, were tracebacks.
+    (tmp_path / "T36UUA").mkdir(), (tmp_path / "T35UNQ").mkdir()
+    assert main([f"data={tmp_path}", "train_tiles=T36UUA", "--evaluate", "pretrained"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("georef-train: error:") and "not an s2-seasons folder" in err and len(err.splitlines()) == 1
 
 
 def test_ground_truth_from_a_known_warp():
