@@ -22,6 +22,20 @@ def _check(condition: bool, param: str, text: str) -> None:
         raise InvalidOption(f"{{param:{param}}} {text}")
 
 
+def crs_problem(value: str) -> str | None:
+    """Why PROJ cannot take ``value`` as a CRS; None where it can."""
+    import rasterio
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        with rasterio.Env():  # GDAL's messages go to logging, not straight to stderr
+            CRS.from_user_input(value)
+    except CRSError:
+        return f"{value!r} is not a CRS PROJ knows (e.g. EPSG:32632)"
+    return None
+
+
 def _finite(value: float | None, param: str, low: float = -math.inf, high: float = math.inf,
             low_open: bool = False) -> None:
     if value is None:
@@ -247,14 +261,8 @@ class AlignOptions:
         _check(self.max_size >= 64, "max_size", f"must be >= 64, not {self.max_size}")
         _check(not self.bands or all(b >= 1 for b in self.bands), "bands", "are numbered from 1")
         _check(isinstance(self.seed, numbers.Integral) and self.seed >= 0, "seed", f"must be an integer >= 0, not {self.seed!r}")
-        if self.target_crs is not None:
-            from rasterio.crs import CRS
-            from rasterio.errors import CRSError
-
-            try:
-                CRS.from_user_input(self.target_crs)
-            except CRSError as exc:
-                raise InvalidOption(f"{{param:target_crs}} {self.target_crs!r} is not a CRS ({exc})") from None
+        problem = None if self.target_crs is None else crs_problem(self.target_crs)
+        _check(problem is None, "target_crs", problem or "")
         if self.approx_center is not None:
             lon, lat = self.approx_center
             _finite(lon, "approx_center", -180, 180)

@@ -13,7 +13,7 @@ import click
 
 from georef.matchers import MATCHERS
 from georef.options import (MAX_OUTPUT_PIXELS, RESAMPLING, AlignOptions, OutputOptions, QualityGate, RefineOptions,
-                            TileOptions)
+                            TileOptions, crs_problem)
 from georef.transforms import MODEL_NAMES
 
 #: Library parameter -> the flag that sets it, for error messages (others: ``--name-with-dashes``).
@@ -83,17 +83,9 @@ def split_bands(value) -> dict:
 
 def crs_option(ctx, param, value):
     """Click callback: the value if PROJ knows it as a CRS."""
-    if value is None:
-        return None
-    import rasterio
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
-
-    try:
-        with rasterio.Env():  # GDAL's messages go to logging, not straight to stderr
-            CRS.from_user_input(value)
-    except CRSError:
-        raise click.BadParameter(f"{value!r} is not a CRS PROJ knows (e.g. EPSG:32632)") from None
+    problem = None if value is None else crs_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
     return value
 
 
