@@ -50,13 +50,13 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
         DegenerateGcps: the enabled GCPs cannot determine the model.
     """
     source = source or target
-    if table.crs is None:
-        table = replace(table, crs=_assumed_crs(crs, target, reference, source))
     used = table.inlier
     pixel, map_xy = table.pixel[used], table.map_xy[used]
     _check_points(pixel, map_xy, np.flatnonzero(used) + 1, source)
     with raster.open_raster(target) as ds:
         width, height = ds.width, ds.height
+        if table.crs is None:
+            table = replace(table, crs=_assumed_crs(crs, ds, reference, source))
         claim = raster.georeference(ds, assume_crs=table.crs) if raster.is_georeferenced(ds) else None
     footprint = None if claim is None else raster.footprint_in(claim, width, height, table.crs, target)
     # Map y grows up where rows grow down: matrix models are fitted with map y flipped, so that a
@@ -98,17 +98,17 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
                      warp=None if spec.kind == "matrix" else fitted, path="gcps")
 
 
-def _assumed_crs(crs: str | CRS | None, target: str | Path, reference: str | Path | None,
-                 source: str | Path) -> CRS:
-    """The CRS of GCPs whose file names none: ``crs``, else the target's, else the reference's."""
+def _assumed_crs(crs: str | CRS | None, target_ds, reference: str | Path | None, source: str | Path) -> CRS:
+    """The CRS of GCPs whose file names none: ``crs``, else the (open) target's, else the reference's."""
     if crs is not None:
         return CRS.from_user_input(crs)
-    for path in (target, reference):
-        if path is not None:
-            with raster.open_raster(path) as ds:
-                if ds.crs is not None:
-                    log.warning("%s names no CRS: taking that of %s (%s)", source, path, ds.crs.to_string())
-                    return ds.crs
+    found, where = target_ds.crs, target_ds.name
+    if found is None and reference is not None:
+        with raster.open_raster(reference) as ref:
+            found, where = ref.crs, reference
+    if found is not None:
+        log.warning("%s names no CRS: taking that of %s (%s)", source, where, found.to_string())
+        return found
     raise GcpFormatError("the GCPs carry no CRS, nor do the target and the reference: give {param:gcp_crs}", source)
 
 
