@@ -214,7 +214,8 @@ class AlignOptions:
         gate: quality thresholds.
         seed: random seed of the robust fit.
         tiles: coarse-to-fine window matching of targets larger than ``max_size``.
-        mask_target, mask_ref: exclusion masks, ``PATH`` or ``PATH:V1,V2`` (values to exclude).
+        mask_target, mask_ref: exclusion masks of the target's or reference's extent, ``PATH`` (non-zero
+            excluded), ``PATH:V1,V2`` (these values) or ``PATH:bits=B1,B2`` (any of these flag bits set).
         global_search: ignore the target's georeference and search the whole reference
             (automatic for a target without one).
         approx_center: (lon, lat) around which the global search looks.

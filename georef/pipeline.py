@@ -385,6 +385,9 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
             raise MissingGeoreference("reference has no CRS", reference)
         if ref_ds.transform.is_identity:
             raise MissingGeoreference("reference has no geotransform", reference)
+        for mask, ds, path, role in zip(masks, (tgt_ds, ref_ds), (target, reference), ("target", "reference")):
+            if mask is not None:
+                mask.check_covers(ds, path, role)
         sources = raster.Sources(target, reference, raster.resolve_bands(tgt_ds, options.bands),
                                  raster.resolve_bands(ref_ds, options.bands), *masks)
         size = (tgt_ds.width, tgt_ds.height)

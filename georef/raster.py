@@ -33,6 +33,7 @@ from georef.errors import (
     BandError,
     CRSMismatch,
     EmptyDataError,
+    InvalidOption,
     MissingGeoreference,
     NoOverlapError,
     RasterReadError,
@@ -272,29 +273,75 @@ def normalise(data: np.ndarray, valid: np.ndarray, stretch: Stretch | None = Non
 class ExclusionMask:
     """A raster marking pixels to keep out of matching (cloud, snow, water), read window by window.
 
-    It covers the same extent as the image it masks, at any resolution (a 20 m
-    Sentinel-2 scene classification layer masks 10 m bands).
+    It is mapped onto the image it masks by extent, at any resolution (a 20 m
+    Sentinel-2 scene classification layer masks 10 m bands), so it must cover the
+    same extent (see :meth:`check_covers`).
 
     Args:
         path: the mask raster; its first band is used.
         values: pixel values to exclude; default every non-zero value.
+        bits: bit positions (0: the least significant) of a quality band's flags; a pixel with any of
+            them set is excluded (Landsat Collection 2 ``QA_PIXEL``: 1 dilated cloud, 3 cloud, 4 shadow).
     """
 
-    def __init__(self, path: str | Path, values: Sequence[float] | None = None) -> None:
+    def __init__(self, path: str | Path, values: Sequence[float] | None = None,
+                 bits: Sequence[int] | None = None) -> None:
         self.path = Path(path)
         self.values = list(values) if values else None
+        self.bits = list(bits) if bits else None
+        if self.values and self.bits:
+            raise InvalidOption("a mask takes values or bits, not both", self.path)
         with open_raster(self.path) as ds:
             self.width, self.height = ds.width, ds.height
+            self.crs, self.bounds = ds.crs, None if ds.transform.is_identity else ds.bounds
+            dtype = np.dtype(ds.dtypes[0])
+        if self.bits is not None:
+            if not np.issubdtype(dtype, np.integer):
+                raise InvalidOption(f"bit flags need an integer band, not {dtype}", self.path)
+            wrong = [b for b in self.bits if not 0 <= b < 8 * dtype.itemsize]
+            if wrong:
+                raise InvalidOption(f"bit {wrong[0]} is not one of the 0-{8 * dtype.itemsize - 1} of a {dtype} "
+                                    "band", self.path)
+            self.flags = np.uint64(sum(1 << b for b in set(self.bits)))
 
     @classmethod
     def parse(cls, spec: str) -> "ExclusionMask":
-        """``PATH`` or ``PATH:V1,V2,...`` (values to exclude)."""
+        """``PATH``, ``PATH:V1,V2,...`` (values to exclude) or ``PATH:bits=B1,B2,...`` (flag bits to exclude)."""
         path, _, values = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+        bits = values.startswith("bits=")
+        listed = values[len("bits="):] if bits else values
         try:
-            numbers = [float(v) for v in values.split(",")] if values else None
+            numbers = [int(v) if bits else float(v) for v in listed.split(",")] if listed else None
         except ValueError:
-            raise RasterReadError(f"mask values {values!r} are not numbers", path) from None
-        return cls(path, numbers)
+            kind = "bit positions" if bits else "numbers"
+            raise InvalidOption(f"mask {'bits' if bits else 'values'} {listed!r} are not {kind}", path) from None
+        if bits and not numbers:
+            raise InvalidOption("bits= lists no bit", path)
+        return cls(path, None if bits else numbers, numbers if bits else None)
+
+    def check_covers(self, ds: rasterio.io.DatasetReader, image: str, role: str) -> None:
+        """Raise :class:`InvalidOption` unless the mask can cover the extent of ``ds``.
+
+        Their shapes must agree within a row or column of the mask. A reference's mask, where both are
+        georeferenced in one CRS, must also cover the reference's bounds within a pixel of the mask; a
+        target's mask may claim another position, as the target's own georeference is what is corrected.
+
+        Args:
+            ds: the image the mask is for.
+            image: its path, and ``role`` ("target" or "reference"), for the message.
+        """
+        param = "{param:mask_target}" if role == "target" else "{param:mask_ref}"
+        if abs(self.height - self.width * ds.height / ds.width) > 1:
+            raise InvalidOption(f"{param} is {self.width} x {self.height} px, not the shape of the {role} "
+                                f"{image} ({ds.width} x {ds.height} px) at any scale: a mask must cover its "
+                                "image's extent", self.path)
+        if role == "target" or self.bounds is None or ds.transform.is_identity or self.crs != ds.crs:
+            return
+        tolerance = max(abs(self.bounds.right - self.bounds.left) / self.width,
+                        abs(self.bounds.top - self.bounds.bottom) / self.height)
+        if max(abs(a - b) for a, b in zip(self.bounds, ds.bounds)) > tolerance:
+            raise InvalidOption(f"{param} covers {_extent(self.bounds)} but the {role} {image} covers "
+                                f"{_extent(ds.bounds)}: a mask must cover its image's extent", self.path)
 
     def excluded(self, image_size: tuple[int, int], window: Window, out_shape: tuple[int, int]) -> np.ndarray:
         """(H, W) bool: True where the window of an image of ``image_size`` (width, height) is masked out."""
@@ -303,7 +350,13 @@ class ExclusionMask:
         with open_raster(self.path) as ds:
             data = ds.read(1, window=mask_window, out_shape=out_shape, resampling=Resampling.nearest,
                            boundless=True, fill_value=0)
+        if self.bits is not None:
+            return (data.astype(np.uint64) & self.flags) != 0
         return np.isin(data, self.values) if self.values is not None else data != 0
+
+
+def _extent(bounds: rasterio.coords.BoundingBox) -> str:
+    return f"x {bounds.left:.10g}..{bounds.right:.10g}, y {bounds.bottom:.10g}..{bounds.top:.10g}"
 
 
 def _read(

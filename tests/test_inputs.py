@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from georef import geometry
 from georef import AlignOptions, estimate_alignment
 from georef.options import RefineOptions
-from georef.errors import BandError, RasterReadError
+from georef.errors import BandError, InvalidOption, RasterReadError
 from georef.inputs import ResolvedInput, product_band_files
 from georef.raster import ExclusionMask
 
@@ -80,16 +81,51 @@ def test_band_files_given_together_are_stacked(tmp_path, scene):
             pass
 
 
-def test_masked_pixels_carry_no_tie_points(pair, tmp_path):
+@pytest.mark.parametrize("cloud, kept, spec", [
+    (9, 4, ":8,9,10"),  # a scene classification's "cloud" class; "vegetation" kept unless listed
+    (0b1001, 0b1000000, ":bits=3,4"),  # QA flags: bit 3 "cloud" (and bit 0) set; bit 6 alone kept
+])
+def test_masked_pixels_carry_no_tie_points(pair, tmp_path, cloud, kept, spec):
     with rasterio.open(pair.target) as src:
-        mask = np.zeros((src.height, src.width), np.uint8)
-        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8")
-    mask[:, :256] = 9  # e.g. a scene classification's "cloud" class over the left half
-    mask[:100, 300:] = 4  # "vegetation": kept unless listed
+        mask = np.zeros((src.height, src.width), np.uint16)
+        profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint16")
+    mask[:, :256] = cloud  # over the left half
+    mask[:100, 300:] = kept
     with rasterio.open(tmp_path / "scl.tif", "w", **profile) as dst:
         dst.write(mask[None])
     result = estimate_alignment(pair.target, pair.reference, AlignOptions(
-        mask_target=f"{tmp_path / 'scl.tif'}:8,9,10", refine=RefineOptions(enabled=False)))
+        mask_target=f"{tmp_path / 'scl.tif'}{spec}", refine=RefineOptions(enabled=False)))
     tp = result.tie_points.target_px
     assert result.quality.passed and tp[:, 0].min() > 250 and (tp[:, 1] < 100).any()
     assert ExclusionMask.parse(str(tmp_path / "scl.tif")).values is None
+
+
+def test_a_mask_must_cover_its_image(tmp_path, scene):
+    data, transform = crop(scene, 0, 0, 200)
+    image = write_tif(tmp_path / "image.tif", data, transform, scene.crs)
+    half = write_tif(tmp_path / "half.tif", np.ones((1, 100, 100), np.uint8), transform * Affine.scale(2), scene.crs)
+    moved = write_tif(tmp_path / "moved.tif", np.ones((1, 100, 100), np.uint8),
+                      Affine.translation(60, 0) * transform * Affine.scale(2), scene.crs)
+    plain = write_tif(tmp_path / "plain.tif", np.ones((1, 50, 50), np.uint8), None, None)
+    narrow = write_tif(tmp_path / "narrow.tif", np.ones((1, 50, 40), np.uint8), None, None)
+    with rasterio.open(image) as ds:
+        for role in ("target", "reference"):
+            for fine in (half, plain):  # a coarser mask of the same extent; one with no georeference, same shape
+                ExclusionMask(fine).check_covers(ds, str(image), role)
+            with pytest.raises(InvalidOption, match="40 x 50 px"):
+                ExclusionMask(narrow).check_covers(ds, str(image), role)
+        # The target's georeference is the one being corrected: its mask may sit where it really is.
+        ExclusionMask(moved).check_covers(ds, str(image), "target")
+        with pytest.raises(InvalidOption, match="covers x 435790..437790"):
+            ExclusionMask(moved).check_covers(ds, str(image), "reference")
+
+
+def test_mask_bits_are_checked(tmp_path):
+    flags = write_tif(tmp_path / "qa.tif", np.array([[[0, 1, 8, 9, 16, 32768]]], np.uint16), None, None)
+    mask = ExclusionMask.parse(f"{flags}:bits=0,15")
+    assert mask.excluded((6, 1), Window(0, 0, 6, 1), (1, 6)).tolist() == [[False, True, False, True, False, True]]
+    floats = write_tif(tmp_path / "f.tif", np.zeros((1, 2, 2), np.float32), None, None)
+    for spec, expected in ((f"{flags}:bits=16", "bit 16 is not one of the 0-15"), (f"{flags}:bits=", "lists no bit"),
+                           (f"{flags}:bits=a", "not bit positions"), (f"{floats}:bits=1", "integer band")):
+        with pytest.raises(InvalidOption, match=expected):
+            ExclusionMask.parse(spec)

@@ -109,9 +109,11 @@ bands = click.option("--bands", callback=_bands,
                      help="Bands to match, 1-based, e.g. 3,2,1 [default: true colour]; for a Sentinel-2 .SAFE "
                           "product TCI (default) or B04,B03,B02.")
 raster_input = click.Path(exists=False)  # a file, a .SAFE folder or zip, or comma-separated band files
-mask_target = click.option("--mask-target", metavar="MASK[:V1,V2]",
-                           help="Raster of target pixels to keep out of matching (non-zero, or the values listed).")
-mask_ref = click.option("--mask-ref", metavar="MASK[:V1,V2]", help="Same for the reference.")
+mask_target = click.option("--mask-target", metavar="MASK[:V1,V2|:bits=B1,B2]",
+                           help="Raster of the target's extent marking pixels to keep out of matching: non-zero, "
+                                "the values listed, or any of the flag bits listed set (0: least significant; "
+                                "Landsat QA_PIXEL: bits=1,3,4).")
+mask_ref = click.option("--mask-ref", metavar="MASK[:V1,V2|:bits=B1,B2]", help="Same for the reference.")
 jobs = click.option("--jobs", type=click.IntRange(min=1), default=TileOptions.jobs, show_default=True,
                     help="Windows matched at once on large scenes.")
 weights = click.option("--weights", type=click.Path(dir_okay=True),

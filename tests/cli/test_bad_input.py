@@ -70,13 +70,15 @@ ALIGN_REFUSED_BEFORE_WORK = {
     "sidecar with GCPs": (["--sidecar", "--gcps", "8"], ["--sidecar carries a geotransform only"]),
     "sidecar under another extension": (["--sidecar", "-o", "{dir}/x.jp2"], ["must keep the target's extension"]),
     "VRT of a warp": (["--warp", "-o", "{dir}/x.vrt"], ["--warp writes a Cloud-Optimized GeoTIFF"]),
+    "mask of another extent": (["--mask-ref", "{target}"], ["--mask-ref covers", "but the reference"]),
+    "mask bit beyond the band": (["--mask-ref", "{reference}:bits=16"], ["bit 16 is not one of the 0-15"]),
 }
 
 
 @pytest.mark.parametrize("case", list(ALIGN_REFUSED_BEFORE_WORK))
 def test_align_refuses_bad_options_before_any_work(pair, workdir, case):
     extra, fragments = ALIGN_REFUSED_BEFORE_WORK[case]
-    names = {"out": workdir / "out.tif", "target": pair.target, "dir": workdir}
+    names = {"out": workdir / "out.tif", "target": pair.target, "reference": pair.reference, "dir": workdir}
     extra = [e.format(**names) if isinstance(e, str) else e for e in extra]
     args = ["align", pair.target, "--ref", pair.reference, *extra]
     if "-o" not in extra:
