@@ -17,7 +17,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 SETTINGS_KEY = "georef/python"
 INSTALL_HINT = (
@@ -207,14 +207,15 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
 
 def align(python: str, target: str, reference: str, output: str, matcher: str = "xfeat", model: str = "auto",
           gcp_layer: str | None = None, is_canceled: Callable[[], bool] = lambda: False,
-          progress: Callable[[float], None] = lambda p: None, stage: Callable[[str], None] = lambda name: None
-          ) -> Result:
-    """Align ``target`` onto ``reference``; write ``output`` and, if asked, a GCP GeoPackage."""
+          progress: Callable[[float], None] = lambda p: None, stage: Callable[[str], None] = lambda name: None,
+          options: Sequence[str] = ()) -> Result:
+    """Align ``target`` onto ``reference``; write ``output`` and, if asked, a GCP GeoPackage. ``options``: more
+    of ``georef align``'s options, as on its command line (``["--max-shift", "2500"]``)."""
     with tempfile.TemporaryDirectory(prefix="georef-") as tmp:
         report_path = Path(tmp) / "report.json"
         run_core(python, ["-q", "align", target, "--ref", reference, "-o", output, "--report", str(report_path),
-                          "--matcher", matcher, "--model", model, "--overwrite", "--progress-json"], is_canceled,
-                 progress, stage)
+                          "--matcher", matcher, "--model", model, "--overwrite", "--progress-json", *options],
+                 is_canceled, progress, stage)
         report = json.loads(report_path.read_text())
         if gcp_layer:
             run_core(python, ["-q", "gcps", str(report_path), "--to", gcp_layer, "--overwrite"], is_canceled)

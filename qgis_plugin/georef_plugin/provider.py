@@ -12,10 +12,12 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -91,6 +93,18 @@ class AlignAlgorithm(_Algorithm):
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Aligned raster"))
         self.addParameter(QgsProcessingParameterVectorDestination("GCPS", "GCP layer", optional=True,
                                                                   createByDefault=False))
+        advanced = [QgsProcessingParameterNumber("MAX_SHIFT", "Search margin around the target (m) [empty: 600, "
+                                                 "widened up to 10000 where nothing convincing is found]",
+                                                 QgsProcessingParameterNumber.Double, optional=True, minValue=0)]
+        for key, whose in (("MASK_TARGET", "Target"), ("MASK_REF", "Reference")):
+            advanced += [QgsProcessingParameterRasterLayer(key, f"{whose} mask: pixels kept out of matching (same "
+                                                                "extent, any resolution)", optional=True),
+                         QgsProcessingParameterString(f"{key}_VALUES", f"{whose} mask values, e.g. 3,8,9,10, or "
+                                                      "flag bits, e.g. bits=1,3,4 [empty: every non-zero value]",
+                                                      optional=True)]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
         self.addOutput(QgsProcessingOutputNumber("CE90_M", "Estimated error at the corners, CE90 (m)"))
         self.addOutput(QgsProcessingOutputNumber("RMSE_PX", "Tie-point residual RMSE (px)"))
         self.addOutput(QgsProcessingOutputNumber("INLIERS", "Inliers"))
@@ -103,12 +117,27 @@ class AlignAlgorithm(_Algorithm):
         result = _call(bridge.align, _python(), target, reference, output,
                        self.matchers[self.parameterAsEnum(parameters, "MATCHER", context)],
                        self.models[self.parameterAsEnum(parameters, "MODEL", context)], gcps, feedback.isCanceled,
-                       feedback.setProgress, feedback.setProgressText, feedback=feedback)
+                       feedback.setProgress, feedback.setProgressText, self._options(parameters, context),
+                       feedback=feedback)
         feedback.pushInfo(f"estimated error {result.report['estimated_ce90_m']} m (CE90), "
                           f"{result.report['inliers']} inliers")
         return {"OUTPUT": output, "GCPS": gcps, "CE90_M": result.report["estimated_ce90_m"],
                 "RMSE_PX": result.report["tie_point_rmse_px"],
                 "INLIERS": result.report["inliers"]}
+
+    def _options(self, parameters, context) -> list[str]:
+        """The core's options from the advanced parameters."""
+        options = []
+        if parameters.get("MAX_SHIFT") is not None:
+            options += ["--max-shift", repr(self.parameterAsDouble(parameters, "MAX_SHIFT", context))]
+        for key, flag, whose in (("MASK_TARGET", "--mask-target", "target"), ("MASK_REF", "--mask-ref", "reference")):
+            mask = self.parameterAsRasterLayer(parameters, key, context)
+            values = self.parameterAsString(parameters, f"{key}_VALUES", context).strip()
+            if mask is not None:
+                options += [flag, f"{mask.source()}:{values}" if values else mask.source()]
+            elif values:
+                raise QgsProcessingException(f"{whose} mask values are given, but no {whose} mask")
+        return options
 
 
 class IntoGroup(QgsProcessingLayerPostProcessorInterface):

@@ -111,6 +111,43 @@ def test_processing_align(qgis_processing, core_python, real_case, tmp_path, mon
         QgsApplication.processingRegistry().removeProvider(provider)
 
 
+def test_processing_align_passes_the_advanced_options(qgis_processing, core_python, real_case, tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv("GEOREF_PYTHON", core_python)
+    import numpy as np
+    import processing
+    from osgeo import gdal
+    from qgis.core import QgsProcessingException
+    from georef_plugin.provider import GeorefProvider
+
+    target = gdal.Open(real_case["target"])
+    width, height = target.RasterXSize, target.RasterYSize
+    mask = tmp_path / "left_half.tif"
+    flags = np.zeros((height, width), np.uint16)
+    flags[:, :width // 2] = 0b1000  # bit 3, "cloud" in Landsat's QA_PIXEL
+    flags[:20, width // 2:] = 0b100  # bit 2 alone: kept
+    ds = gdal.GetDriverByName("GTiff").Create(str(mask), width, height, 1, gdal.GDT_UInt16)
+    ds.GetRasterBand(1).WriteArray(flags)
+    ds = None
+    provider = GeorefProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    try:
+        gcps = tmp_path / "masked.gpkg"
+        parameters = {"TARGET": real_case["target"], "REFERENCE": real_case["reference"], "MATCHER": 0, "MODEL": 0,
+                      "OUTPUT": str(tmp_path / "masked.tif"), "GCPS": str(gcps), "MAX_SHIFT": 700,
+                      "MASK_TARGET": str(mask), "MASK_TARGET_VALUES": "bits=3"}
+        processing.run("georef:align", parameters)
+        assert corner_error_px(str(tmp_path / "masked.tif"), real_case["truth"]) < 1.0
+        columns = [f["px"] for f in QgsVectorLayer(f"{gcps}|layername=gcps", "gcps", "ogr").getFeatures()]
+        assert len(columns) > 20 and min(columns) > width / 2  # no tie point under the mask
+        for changed, expected in (({"MASK_TARGET": None}, "target mask values are given, but no target mask"),
+                                  ({"MASK_TARGET_VALUES": "bits=16"}, "bit 16 is not one of the 0-15")):
+            with pytest.raises(QgsProcessingException, match=expected):
+                processing.run("georef:align", {**parameters, **changed})
+    finally:
+        QgsApplication.processingRegistry().removeProvider(provider)
+
+
 def test_failing_case_shows_the_reason_and_adds_nothing(plugin, qgis_iface, real_case, tmp_path, core_python):
     import subprocess
 
