@@ -1,4 +1,4 @@
-"""Inputs as delivered: Sentinel-2 ``.SAFE`` products (folder or zip) and band files given together.
+"""Inputs as delivered: Sentinel-2 ``.SAFE`` products (folder or zip), their masks, and band files given together.
 
 Everything resolves to one path GDAL opens: a raster file, or a VRT that stacks
 single-band files (Sentinel-2 ``B04.jp2,B03.jp2,B02.jp2``, Landsat band GeoTIFFs)
@@ -65,6 +65,37 @@ def product_band_files(path: str | Path, bands: str = "TCI") -> list[str]:
             raise BandError(f"has no 10 m {name} image", path)
         found.append(hits[0])
     return found
+
+
+#: The layer of a Sentinel-2 product that a mask may name instead of a file: L2A's scene classification.
+PRODUCT_MASK = "SCL"
+
+
+def product_mask(spec: str | Path, mask: str | None) -> str | None:
+    """``mask`` with the name of a product's own layer (``SCL``, ``SCL:3,8,9,10``) replaced by that layer's file.
+
+    A mask that names an existing file, or that is given for an input other than a product, is returned as is.
+
+    Args:
+        spec: the input the mask is for (a ``.SAFE`` folder or zip, or anything else).
+        mask: ``PATH[:values]`` as :class:`georef.raster.ExclusionMask` parses it, or None.
+
+    Raises:
+        BandError: ``SCL`` named for a product that has none (an L1C product).
+        RasterReadError: ``SCL`` named for an input that is no product, with no file of that name.
+    """
+    if mask is None:
+        return None
+    name, colon, values = mask.partition(":")
+    if name.upper() != PRODUCT_MASK or Path(name).exists():
+        return mask
+    if not is_product(spec):
+        raise RasterReadError(f"{PRODUCT_MASK} names the scene classification of a Sentinel-2 L2A product, and "
+                              f"{spec} is none (give the mask's file)", name)
+    hits = [m for m in _product_members(Path(spec)) if re.search(r"_SCL_20m\.jp2$", m, re.IGNORECASE)]
+    if not hits:
+        raise BandError(f"has no {PRODUCT_MASK} layer (an L1C product?)", spec)
+    return hits[0] + colon + values
 
 
 def stack_vrt(files: list[str], folder: Path) -> Path:

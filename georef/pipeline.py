@@ -234,6 +234,8 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     if options.product_bands != "TCI" and not (inputs.is_product(target) or inputs.is_product(reference)):
         raise BandError(f"band names ({options.product_bands}) select the files of a Sentinel-2 product and neither "
                         "input is one: give band numbers ({param:bands})", target)
+    options = replace(options, mask_target=inputs.product_mask(target, options.mask_target),
+                      mask_ref=inputs.product_mask(reference, options.mask_ref))
     stages = Stages(reporter)
     with raster.gdal_env(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as ref:

@@ -70,6 +70,27 @@ def test_a_safe_product_aligns(safe, pair, bands, scene, tmp_path):
     assert geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 600, 600) / 10 < 0.3
 
 
+def test_the_scene_classification_of_an_l2a_product_masks_it(scene, pair, tmp_path):
+    data, truth = crop(scene, 800, 700, 600)
+    wrong = Affine.translation(80, -50) * truth
+    granule = tmp_path / "S2B_MSIL2A_20240101T000000_N0510_R000_T18XXX_20240101T000000.SAFE" / "GRANULE" / \
+        "L2A_T18XXX_A000000_20240101T000000" / "IMG_DATA"
+    _jp2(granule / "R10m" / "T18XXX_20240101T000000_TCI_10m.jp2",
+         np.clip(data / 3000 * 255, 0, 255).astype(np.uint8), wrong, scene.crs)
+    classes = np.full((1, 300, 300), 4, np.uint8)  # vegetation
+    classes[:, :, :150] = 9  # cloud, high probability, over the left half
+    _jp2(granule / "R20m" / "T18XXX_20240101T000000_SCL_20m.jp2", classes, wrong * Affine.scale(2), scene.crs)
+    product = granule.parents[2]
+    options = AlignOptions(mask_target="SCL:8,9,10", refine=RefineOptions(enabled=False))
+    result = estimate_alignment(product, pair.reference, options)
+    assert result.quality.passed and result.tie_points.target_px[:, 0].min() > 290
+    with pytest.raises(RasterReadError, match="SCL: SCL names the scene classification.*give the mask's file"):
+        estimate_alignment(pair.target, pair.reference, options)
+    (granule / "R20m" / "T18XXX_20240101T000000_SCL_20m.jp2").unlink()
+    with pytest.raises(BandError, match="has no SCL layer"):
+        estimate_alignment(product, pair.reference, options)
+
+
 def test_band_files_given_together_are_stacked(tmp_path, scene):
     data, t = crop(scene, 0, 0, 64)
     files = [write_tif(tmp_path / f"b{i}.tif", data[i:i + 1], t, scene.crs) for i in range(3)]

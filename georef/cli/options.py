@@ -112,7 +112,8 @@ raster_input = click.Path(exists=False)  # a file, a .SAFE folder or zip, or com
 mask_target = click.option("--mask-target", metavar="MASK[:V1,V2|:bits=B1,B2]",
                            help="Raster of the target's extent marking pixels to keep out of matching: non-zero, "
                                 "the values listed, or any of the flag bits listed set (0: least significant; "
-                                "Landsat QA_PIXEL: bits=1,3,4).")
+                                "Landsat QA_PIXEL: bits=1,3,4). SCL:3,8,9,10 names a Sentinel-2 L2A product's own "
+                                "scene classification.")
 mask_ref = click.option("--mask-ref", metavar="MASK[:V1,V2|:bits=B1,B2]", help="Same for the reference.")
 jobs = click.option("--jobs", type=click.IntRange(min=1), default=TileOptions.jobs, show_default=True,
                     help="Windows matched at once on large scenes.")
