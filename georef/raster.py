@@ -304,10 +304,16 @@ class ExclusionMask:
                                     "band", self.path)
             self.flags = np.uint64(sum(1 << b for b in set(self.bits)))
 
+    @staticmethod
+    def split(spec: str) -> tuple[str, str]:
+        """The path and the values (or ``bits=...``; "" for none) of a mask's ``PATH[:values]``."""
+        path, _, values = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+        return path, values
+
     @classmethod
     def parse(cls, spec: str) -> "ExclusionMask":
         """``PATH``, ``PATH:V1,V2,...`` (values to exclude) or ``PATH:bits=B1,B2,...`` (flag bits to exclude)."""
-        path, _, values = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
+        path, values = cls.split(spec)
         bits = values.startswith("bits=")
         listed = values[len("bits="):] if bits else values
         try:

@@ -32,6 +32,7 @@ from georef.errors import GeorefError, InvalidOption, OutputError, QualityGateFa
 from georef.files import check_destinations, remove_leftovers
 from georef.options import AlignOptions, OutputOptions
 from georef.progress import Reporter, Stages
+from georef.raster import ExclusionMask
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,15 @@ def job_key(pair: Pair, output: str, options: AlignOptions, outputs: OutputOptio
     """What makes a finished pair reusable: its inputs (paths, sizes, times), output and every setting."""
     settings = {k: v for k, v in dataclasses.asdict(outputs).items() if k not in ("output", "report", "overwrite")}
     identity = {"target": _stat(pair.target), "reference": _stat(pair.reference), "output": output,
-                "options": dataclasses.asdict(options), "outputs": settings}
+                "options": dataclasses.asdict(pair_options(pair, options)), "outputs": settings,
+                "masks": [_stat(ExclusionMask.split(m)[0]) for m in (pair.mask_target, pair.mask_ref) if m]}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def pair_options(pair: Pair, options: AlignOptions) -> AlignOptions:
+    """The batch's settings with the pair's own masks, where it has any."""
+    return dataclasses.replace(options, mask_target=pair.mask_target or options.mask_target,
+                               mask_ref=pair.mask_ref or options.mask_ref)
 
 
 def plan_jobs(pairs: Sequence[Pair], out_dir: Path, options: AlignOptions, outputs: OutputOptions,
@@ -171,7 +179,8 @@ def align_pair(job: Job, options: AlignOptions, outputs: OutputOptions) -> dict:
     try:
         output = None if outputs.in_place else job.output
         alignment = align_file(job.pair.target, job.pair.reference,
-                               dataclasses.replace(outputs, output=output, report=job.report), options)
+                               dataclasses.replace(outputs, output=output, report=job.report),
+                               pair_options(job.pair, options))
         row.update(status="aligned", exit_code=0)
     except QualityGateFailed as exc:
         alignment = exc.alignment

