@@ -1,7 +1,7 @@
 """Ground control points with their residuals: GIS formats, read and written.
 
 Formats by extension: ``.shp``, ``.gpkg``, ``.geojson`` (point layers in the
-reference CRS), ``.csv`` (a ``#CRS: <WKT>`` first line, then a header), and
+alignment's CRS), ``.csv`` (a ``#CRS: <WKT>`` first line, then a header), and
 ``.points``, the QGIS Georeferencer format: an optional ``#CRS: <WKT>`` line,
 then ``mapX,mapY,sourceX,sourceY,enable,dX,dY,residual``, where the source
 coordinates of an un-georeferenced raster are pixel column and negative row.

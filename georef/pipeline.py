@@ -38,13 +38,14 @@ COMPARED_MODELS = ("shift", "similarity", "affine", "homography", "poly2", "poly
 
 @dataclass(frozen=True)
 class Frame:
-    """The target as it claims to be, in the reference CRS.
+    """The target as it claims to be, in the working CRS: the target's where it claims one, else the
+    reference's (the reference is read in it, see :func:`georef.raster.reference_in_crs`).
 
     Attributes:
-        footprint: (3, 3) target pixel -> reference map, as the target claims.
+        footprint: (3, 3) target pixel -> map, as the target claims.
         width, height: target size in pixels.
-        crs_wkt: the reference CRS.
-        metres_per_unit: metres per reference map unit at the target.
+        crs_wkt: the working CRS.
+        metres_per_unit: metres per map unit at the target.
     """
 
     footprint: np.ndarray
@@ -238,7 +239,10 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
                       mask_ref=inputs.product_mask(reference, options.mask_ref))
     stages = Stages(reporter)
     with raster.gdal_env(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
-            inputs.ResolvedInput(reference, options.product_bands) as ref:
+            inputs.ResolvedInput(reference, options.product_bands) as resolved, \
+            raster.reference_in_crs(resolved, raster.claimed_crs(tgt, options.target_crs), options.mask_ref) \
+            as (ref, mask_ref):
+        options = replace(options, mask_ref=mask_ref)
         scene, coarse, target_img = locate(tgt, ref, options, stages)
         refinement = {}
         if coarse.measurements is not None:  # the correlation path refined already

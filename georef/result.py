@@ -24,7 +24,7 @@ class TiePoints:
 
     Attributes:
         target_px: (N, 2) float64 raster coordinates in the full-resolution target.
-        map_xy: (N, 2) float64 matched positions in the reference CRS.
+        map_xy: (N, 2) float64 matched positions in the alignment's CRS.
         residual_px: (N,) float64 distance to the fitted transform, in target pixels.
         inlier: (N,) bool.
         confidence: (N,) float64 matcher confidence.
@@ -59,7 +59,7 @@ class Search:
             approximate centre`` or ``whole reference``.
         margin_m: margin around the target's footprint of the final match, metres.
         radius_m: radius of a search around the claimed position, metres; None where none ran.
-        box: (x0, y0, x1, y1) the area searched, in the reference CRS; None for the whole reference.
+        box: (x0, y0, x1, y1) the area searched, in the alignment's CRS; None for the whole reference.
         attempts: the margins, then the radii, tried in turn, metres.
     """
 
@@ -96,7 +96,8 @@ class Alignment:
     Attributes:
         target, reference: input paths (reference empty for GCPs applied without one).
         matcher, model: what produced it (``gcps`` for a fit of user GCPs).
-        crs_wkt: the reference CRS, in which ``transform`` lands.
+        crs_wkt: the CRS in which ``transform`` lands: the target's where it claims one, else the
+            reference's.
         transform: (3, 3) target raster pixel -> reference map coordinates; for a warp
             model, its best affine (the geotransform written with its GCPs).
         width, height: target size in pixels.

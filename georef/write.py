@@ -12,14 +12,17 @@ import rasterio
 import rasterio.shutil
 from affine import Affine
 from rasterio.control import GroundControlPoint
+from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject
+from rasterio.warp import transform as transform_coords
 from rasterio.windows import Window
 
 from georef import geometry
 from georef.errors import OutputError
 from georef.files import Staging, destination
+from georef.inputs import ResolvedInput
 from georef.options import MAX_OUTPUT_PIXELS
 from georef.raster import open_raster
 from georef.result import Alignment
@@ -140,28 +143,33 @@ def _model_gcps(alignment: Alignment, n: int = 12) -> list[GroundControlPoint]:
             for i, ((c, r), (x, y)) in enumerate(zip(px, xy))]
 
 
-def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[Affine, int, int]:
-    """The reference pixel grid (or one of ``resolution``, same origin) covering the aligned target.
+def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[Affine, int, int, CRS]:
+    """The reference pixel grid (or one of ``resolution``, same origin) covering the aligned target, and its CRS
+    (the reference's, which may differ from the alignment's).
 
-    Without a reference (GCPs applied by ``georef fit``) the grid has the fitted
+    Without a reference (GCPs applied by ``georef fit``) the grid is in the alignment's CRS, has the fitted
     pixel size and its origin on a multiple of it.
     """
+    crs = alignment.crs
     if alignment.reference:
-        with open_raster(alignment.reference) as ref:
+        with ResolvedInput(alignment.reference) as path, open_raster(path) as ref:
             origin_x, origin_y = ref.transform.c, ref.transform.f
             res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
+            crs = ref.crs or crs
     else:
         origin_x = origin_y = 0.0
         res_x = res_y = geometry.pixel_scale(alignment.geotransform)
     if resolution:
         res_x = res_y = float(resolution)
     xy = alignment.predict(geometry.outline(alignment.width, alignment.height))
+    if crs != alignment.crs:
+        xy = np.column_stack(transform_coords(alignment.crs, crs, xy[:, 0], xy[:, 1]))
     col0 = np.floor((xy[:, 0].min() - origin_x) / res_x)
     col1 = np.ceil((xy[:, 0].max() - origin_x) / res_x)
     row0 = np.floor((origin_y - xy[:, 1].max()) / res_y)
     row1 = np.ceil((origin_y - xy[:, 1].min()) / res_y)
     transform = Affine(res_x, 0, origin_x + col0 * res_x, 0, -res_y, origin_y - row0 * res_y)
-    return transform, int(col1 - col0), int(row1 - row0)
+    return transform, int(col1 - col0), int(row1 - row0), crs
 
 
 def write_chunks(height: int) -> int:
@@ -198,7 +206,7 @@ def write_warped(
         OutputError: the output grid would exceed ``max_pixels``.
     """
     output = Path(output)
-    dst_transform, width, height = output_grid(alignment, resolution)
+    dst_transform, width, height, dst_crs = output_grid(alignment, resolution)
     if width * height > max_pixels:
         raise OutputError(f"would be {width} x {height} pixels, more than {max_pixels:.3g} "
                           "({param:max_output_pixels}); choose a coarser {param:target_res}", output)
@@ -207,7 +215,7 @@ def write_warped(
         nodata = src.nodata
         valid = src.dataset_mask()
         profile = dict(driver="GTiff", width=width, height=height, count=src.count, dtype=src.dtypes[0],
-                       nodata=nodata, crs=alignment.crs, transform=dst_transform, tiled=True)
+                       nodata=nodata, crs=dst_crs, transform=dst_transform, tiled=True)
         colorinterp, tags = src.colorinterp, src.tags()
     georef: dict = {}
     model = MODELS[alignment.model]
@@ -222,7 +230,7 @@ def write_warped(
     warped = np.zeros((data.shape[0], height, width), data.dtype)
     if nodata is not None:
         warped[:] = nodata
-    common = dict(src_crs=alignment.crs, dst_transform=dst_transform, dst_crs=alignment.crs, **georef)
+    common = dict(src_crs=alignment.crs, dst_transform=dst_transform, dst_crs=dst_crs, **georef)
     reproject(data, warped, src_nodata=nodata, dst_nodata=nodata, resampling=resampling, **common)
     mask = np.zeros((height, width), np.uint8)
     reproject(valid, mask, resampling=Resampling.nearest, dst_nodata=0, src_nodata=None, **common)

@@ -135,6 +135,41 @@ def test_footprint_in_another_crs(scene):
     np.testing.assert_allclose(geometry.apply(m, px), np.column_stack([xs, ys]), atol=1.0)
 
 
+def test_a_reference_in_another_crs_is_read_in_the_target_s_with_its_mask(tmp_path, scene):
+    from rasterio.warp import calculate_default_transform, reproject
+    from rasterio.warp import transform as warp_transform
+
+    data, t = crop(scene, 0, 0, 400)
+    mercator = CRS.from_epsg(3857)
+    transform, w, h = calculate_default_transform(scene.crs, mercator, 400, 400,
+                                                  *rasterio.transform.array_bounds(400, 400, t))
+    warped = np.zeros((3, h, w), np.uint16)
+    reproject(data, warped, src_transform=t, src_crs=scene.crs, dst_transform=transform, dst_crs=mercator)
+    ref = write_tif(tmp_path / "mercator.tif", warped, transform, mercator)  # no nodata: an alpha marks the rest
+    left = np.zeros((1, h // 2, w // 2), np.uint8)  # half the resolution, no georeference: mapped by extent
+    left[:, :, : w // 4] = 7
+    mask = write_tif(tmp_path / "mask.tif", left, None, None)
+    with raster.reference_in_crs(str(ref), mercator, f"{mask}:7") as same:
+        assert same == (str(ref), f"{mask}:7")
+    with raster.reference_in_crs(str(ref), scene.crs, f"{mask}:7") as (path, warped_mask):
+        with rasterio.open(path) as ds:
+            assert ds.crs == scene.crs and ds.count == 4 and ds.colorinterp[3].name == "alpha"
+            grid = ds.transform
+            outside = ds.read_masks(1) == 0
+        mask_path, values = raster.ExclusionMask.split(warped_mask)
+        assert values == "7"
+        with rasterio.open(mask_path) as m:
+            assert (m.width, m.height, m.transform) == (ds.width, ds.height, grid)
+            excluded = m.read(1) == 7
+    # Each pixel of the warped grid is excluded where it lies left of the reference's middle, in Mercator.
+    rows, cols = np.mgrid[0:excluded.shape[0], 0:excluded.shape[1]]
+    xs, ys = grid * (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    mx, _ = warp_transform(scene.crs, mercator, xs, ys)
+    expected = (np.array(mx) < transform.c + transform.a * (w // 4) * 2).reshape(excluded.shape)
+    inside = ~outside
+    assert (excluded[inside] == expected[inside]).mean() > 0.99
+
+
 def test_nodata_pixels_carry_no_keypoints(tmp_path, scene):
     data, t = crop(scene, 0, 0, 128)
     data = data.copy()

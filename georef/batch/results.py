@@ -3,7 +3,7 @@
 ``results.csv`` has one row per pair: paths, status, the reason of a failure, the
 matcher, model and path taken, inliers, estimated accuracy (CE90), how far the
 target moved, the time and the worker; footprints before and after as WKT in
-the reference CRS; and the pair's own columns (a table's, a STAC item's id and
+the pair's CRS (column ``crs``); and the pair's own columns (a table's, a STAC item's id and
 date). ``footprints.gpkg`` holds the same attributes on two layers, ``before``
 and ``after``; ``report.md`` and ``report.png`` summarise the batch.
 """
@@ -140,7 +140,7 @@ def _typed(table):
 
 
 def footprints(table):
-    """(before, after) GeoDataFrames of the table's footprints, in the first pair's reference CRS."""
+    """(before, after) GeoDataFrames of the table's footprints, in the first pair's CRS."""
     import geopandas as gpd
     from shapely import wkt
 
