@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from georef import geometry
@@ -12,13 +14,25 @@ THRESHOLDS_PX = (0.5, 1.0, 3.0, 5.0, 10.0)
 WRONG_PX = 3.0
 
 
-def corner_error(estimate: np.ndarray, truth: np.ndarray, width: float, height: float) -> float:
-    """Mean distance, in map units, between the four target corners mapped by ``estimate`` and ``truth``."""
-    return geometry.mean_corner_distance(estimate, truth, width, height)
+#: Maps (N, 2) points of an estimate's CRS into the truth's; None where the two are one.
+Projection = Callable[[np.ndarray], np.ndarray] | None
+
+
+def _distances(estimate: np.ndarray, truth: np.ndarray, points: np.ndarray, project: Projection) -> np.ndarray:
+    mapped = geometry.apply(estimate, points)
+    return np.linalg.norm((mapped if project is None else project(mapped)) - geometry.apply(truth, points), axis=1)
+
+
+def corner_error(estimate: np.ndarray, truth: np.ndarray, width: float, height: float,
+                 project: Projection = None) -> float:
+    """Mean distance, in map units, between the four target corners mapped by ``estimate`` (through ``project``
+    where it lands in another CRS) and by ``truth``."""
+    return float(_distances(estimate, truth, geometry.corners(width, height), project).mean())
 
 
 def check_point_rmse(
-    estimate: np.ndarray, truth: np.ndarray, width: float, height: float, valid: np.ndarray | None = None, n: int = 10
+    estimate: np.ndarray, truth: np.ndarray, width: float, height: float, valid: np.ndarray | None = None, n: int = 10,
+    project: Projection = None,
 ) -> float:
     """RMSE, in map units, over an n x n grid of check points inside the target's valid area."""
     pts = geometry.grid_points(width, height, n)
@@ -26,8 +40,7 @@ def check_point_rmse(
         inside = valid[np.clip(pts[:, 1].astype(int), 0, valid.shape[0] - 1),
                        np.clip(pts[:, 0].astype(int), 0, valid.shape[1] - 1)]
         pts = pts[inside] if inside.any() else pts
-    d = np.linalg.norm(geometry.apply(estimate, pts) - geometry.apply(truth, pts), axis=1)
-    return float(np.sqrt(np.mean(d**2)))
+    return float(np.sqrt(np.mean(_distances(estimate, truth, pts, project) ** 2)))
 
 
 def affine_text(matrix: np.ndarray, width: int, height: int) -> str:
@@ -36,13 +49,14 @@ def affine_text(matrix: np.ndarray, width: int, height: int) -> str:
     return " ".join(f"{v:.12g}" for v in affine[:2].ravel())
 
 
-def score(case, estimate: np.ndarray) -> dict:
+def score(case, estimate: np.ndarray, project: Projection = None) -> dict:
     """The ``cases.csv`` columns that judge an estimate of a :class:`~georef.benchmark.cases.Case`: its error
-    at the corners and at check points where the case has a truth, and the estimate itself."""
+    at the corners and at check points where the case has a truth (in the reference's CRS; ``project`` maps
+    an estimate in another CRS into it), and the estimate itself."""
     scores = {"estimate": affine_text(estimate, case.width, case.height)}
     if case.truth is not None:
-        err_m = corner_error(estimate, case.truth, case.width, case.height)
-        rmse_m = check_point_rmse(estimate, case.truth, case.width, case.height, case.valid)
+        err_m = corner_error(estimate, case.truth, case.width, case.height, project)
+        rmse_m = check_point_rmse(estimate, case.truth, case.width, case.height, case.valid, project=project)
         scores.update(error_px=err_m / case.metres_per_px, error_m=err_m, checkpoint_rmse_px=rmse_m / case.metres_per_px)
     return scores
 

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.warp import transform as transform_coords
 from tqdm import tqdm
 
-from georef import geometry
+from georef import geometry, inputs
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.layout import case_paths, row_key
-from georef.benchmark.metrics import has_error, no_fit_error, score, summarise_rows
+from georef.benchmark.metrics import Projection, has_error, no_fit_error, score, summarise_rows
 from georef.benchmark.peers import AROSICS_SETTING, run_arosics
 from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
 from georef.matchers import create_matcher
 from georef.options import AlignOptions, OutputOptions
+from georef.raster import open_raster
 from georef.workflow import align_file
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,16 @@ class Setting:
         return self.matcher, self.model, f"{self.threshold:g}"
 
 
+def _into_reference_crs(crs, reference) -> Projection:
+    """Where an output lands in the target's CRS and the reference has another, the map from the first to the
+    second: a case's truth is in the reference's CRS."""
+    with inputs.ResolvedInput(reference) as path, open_raster(path) as ds:
+        reference_crs = ds.crs
+    if reference_crs is None or crs == reference_crs:
+        return None
+    return lambda points: np.column_stack(transform_coords(crs, reference_crs, points[:, 0], points[:, 1]))
+
+
 def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
     """Align one case through :func:`georef.workflow.align_file` and score the written output.
 
@@ -70,12 +82,12 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
     total = time.perf_counter() - start  # the tool's time, not the scoring's
     if status == "ok":
         with rasterio.open(out) as ds:  # score what was written, not what was meant
-            estimate = geometry.to_matrix(ds.transform)
+            estimate, crs = geometry.to_matrix(ds.transform), ds.crs
     else:
-        estimate = alignment.geotransform
+        estimate, crs = alignment.geotransform, alignment.crs
     q, t = alignment.quality, alignment.timings
     return {
-        **row, **score(case, estimate),
+        **row, **score(case, estimate, _into_reference_crs(crs, case.reference)),
         "status": status,
         "matches": q.matches,
         "inliers": q.inliers,

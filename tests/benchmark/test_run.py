@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from click.testing import CliRunner
 
@@ -64,6 +65,33 @@ def test_csv_pairs_with_and_without_truth(tmp_path, scene):
     summary = bench_run.benchmark(tmp_path / "pairs.csv", tmp_path / "out")
     entry = summary["settings"]["xfeat/auto/2 pairs"]
     assert entry["cases"] == 1 and entry["cases_without_truth"] == 1 and entry["within_1px"] == 1.0
+
+
+def test_csv_truth_in_a_reference_crs_the_output_does_not_share(tmp_path, scene):
+    """The output stays in the target's CRS; the truth, in the reference's, is met there."""
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform, reproject
+    from rasterio.warp import transform as warp_transform
+
+    mercator = CRS.from_epsg(3857)
+    ref_t = scene.transform * Affine.translation(500, 500)
+    transform, w, h = calculate_default_transform(scene.crs, mercator, 500, 500,
+                                                  *rasterio.transform.array_bounds(500, 500, ref_t))
+    warped = np.zeros((3, h, w), np.uint16)
+    reproject(scene.data[:, 500:1000, 500:1000], warped, src_transform=ref_t, src_crs=scene.crs,
+              dst_transform=transform, dst_crs=mercator)
+    write_tif(tmp_path / "ref.tif", warped, transform, mercator)
+    truth = scene.transform * Affine.translation(650, 650)
+    write_tif(tmp_path / "tgt.tif", scene.data[:, 650:850, 650:850], Affine.translation(60, 40) * truth, scene.crs)
+    corners = np.array([[0, 0], [200, 0], [0, 200]], float)
+    xs, ys = warp_transform(scene.crs, mercator, *(truth * corners.T))  # the truth as an affine into Mercator
+    (a, b, c), (d, e, f) = np.linalg.solve(np.c_[corners, np.ones(3)], np.c_[xs, ys]).T
+    with open(tmp_path / "pairs.csv", "w", newline="") as out:
+        csv.writer(out).writerows([["target", "reference", "a", "b", "c", "d", "e", "f"],
+                                   ["tgt.tif", "ref.tif", a, b, c, d, e, f]])
+    bench_run.benchmark(tmp_path / "pairs.csv", tmp_path / "out")
+    (row,) = csv.DictReader(open(tmp_path / "out" / "cases.csv"))
+    assert row["accepted"] == "True" and float(row["error_px"]) < 0.5
 
 
 @pytest.mark.realdata
