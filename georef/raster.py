@@ -195,8 +195,9 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
     two CRSs differ, the true mapping bends: a 51 km strip in UTM fitted against a Web Mercator reference
     was off by up to 8.6 px (10 m) while estimated at 1.6 px. So where the target claims another CRS, the
     reference is read through a warped VRT in it (cubic; GDAL warps only what is read), and everything,
-    the output included, lives in the target's CRS. The mask is warped onto the same grid (nearest), after
-    it is checked against the reference itself.
+    the output included, lives in the target's CRS. A reference with a rotated geotransform is read
+    north-up the same way. The mask is warped onto the same grid (nearest), after it is checked against the
+    reference itself.
 
     Args:
         reference: a path GDAL opens.
@@ -205,10 +206,13 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
 
     Yields:
         (path of the reference to read, the mask to use): the inputs themselves where ``crs`` is None or the
-        reference's own, or the reference has no georeference (which the caller reports).
+        reference's own and the reference is north-up, or where it has no georeference (which the caller
+        reports).
     """
     with open_raster(reference) as ds:
-        if crs is None or ds.crs is None or ds.transform.is_identity or ds.crs == crs:
+        rotated = ds.transform.b != 0 or ds.transform.d != 0  # its chips are read north-up
+        crs = crs or ds.crs
+        if ds.crs is None or ds.transform.is_identity or (ds.crs == crs and not rotated):
             ds = None
         elif mask:
             ExclusionMask.parse(mask).check_covers(ds, reference, "reference")
@@ -248,7 +252,7 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
                                resampling=Resampling.nearest, nodata=0, **grid) as vrt:
                     copy_dataset(vrt, warped_mask, driver="VRT")
             mask = f"{warped_mask}:{values}" if values else str(warped_mask)
-        log.info("reading the reference %s warped to the target's CRS %s", reference, crs.to_string())
+        log.info("reading the reference %s warped north-up in %s", reference, crs.to_string())
         yield str(warped), mask
 
 

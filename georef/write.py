@@ -153,8 +153,9 @@ def output_grid(alignment: Alignment, resolution: float | None = None) -> tuple[
     crs = alignment.crs
     if alignment.reference:
         with ResolvedInput(alignment.reference) as path, open_raster(path) as ref:
-            origin_x, origin_y = ref.transform.c, ref.transform.f
-            res_x, res_y = abs(ref.transform.a), abs(ref.transform.e)
+            t = ref.transform
+            origin_x, origin_y = t.c, t.f
+            res_x, res_y = np.hypot(t.a, t.d), np.hypot(t.b, t.e)  # a rotated reference's pixel, north-up
             crs = ref.crs or crs
     else:
         origin_x = origin_y = 0.0

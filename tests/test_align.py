@@ -101,6 +101,18 @@ def test_a_long_target_against_a_web_mercator_reference_does_not_bend(tmp_path, 
     assert result.crs == scene.crs and error.max() < 0.3, error.max()
 
 
+def test_a_reference_with_a_rotated_geotransform(tmp_path, scene):
+    ref_t = scene.transform * Affine.translation(300, 300) * Affine.rotation(12)
+    rotated = np.zeros((3, 1000, 1000), np.uint16)
+    reproject(scene.data, rotated, src_transform=scene.transform, src_crs=scene.crs, dst_transform=ref_t,
+              dst_crs=scene.crs, resampling=Resampling.cubic, dst_nodata=0)
+    ref = write_tif(tmp_path / "rotated.tif", rotated, ref_t, scene.crs, nodata=0)
+    tgt_data, truth = crop(scene, 700, 650, 512)
+    tgt = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(100, -80) * truth, scene.crs)
+    result = estimate_alignment(tgt, ref)
+    assert result.quality.passed and corner_error_px(result.transform, truth, 512) < 0.2
+
+
 def test_alignment_round_trips_through_json(pair):
     result = estimate_alignment(pair.target, pair.reference)
     again = Alignment.from_dict(json.loads(json.dumps(result.to_dict())))
