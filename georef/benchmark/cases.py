@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Resampling
 
 from georef import geometry
 from georef.benchmark.regimes import Regime, add_clouds, average, crop_window, cut_reference
@@ -60,6 +61,7 @@ class Case:
         metres_per_px: ground size of a target pixel.
         valid: optional (H, W) bool, target pixels that hold data (for check points).
         group: cases summarised together, e.g. the season pair ``winter->summer``.
+        truth_crs: the CRS of ``truth``'s map coordinates; None: the reference's.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Case:
     metres_per_px: float
     valid: np.ndarray | None = None
     group: str = "pairs"
+    truth_crs: CRS | None = None
 
 
 @dataclass(frozen=True)
@@ -247,8 +250,30 @@ def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed:
     else:
         ref_path = reference_geotiff(pair, workdir)
     height, width = warped.shape[1:]
-    return Case(pair.name, tgt_path, ref_path, truth, width, height, abs(pair.geotransform.a) * regime.target_factor,
-                valid, pair.group)
+    return Case(pair.name, tgt_path, reprojected(ref_path, regime.reference_crs), truth, width, height,
+                abs(pair.geotransform.a) * regime.target_factor, valid, pair.group,
+                pair.crs if regime.reference_crs else None)
+
+
+def reprojected(path: Path, crs: str | None) -> Path:
+    """The reference GeoTIFF ``path`` reprojected to ``crs`` (cubic, outside its data masked), written once
+    beside it; ``path`` itself where ``crs`` is None."""
+    if crs is None:
+        return path
+    from rasterio.warp import calculate_default_transform, reproject
+
+    out = path.with_name(f"{path.stem}_in_{''.join(c if c.isalnum() else '_' for c in crs)}.tif")
+    if out.exists():
+        return out
+    with rasterio.open(path) as src:
+        data, valid = src.read(), src.dataset_mask()
+        transform, width, height = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        common = dict(src_transform=src.transform, src_crs=src.crs, dst_transform=transform, dst_crs=crs)
+    warped = np.zeros((data.shape[0], height, width), data.dtype)
+    reproject(data, warped, resampling=Resampling.cubic, **common)
+    inside = np.zeros((height, width), np.uint8)
+    reproject(valid, inside, resampling=Resampling.nearest, src_nodata=None, dst_nodata=0, **common)
+    return write_geotiff(out, warped, transform, CRS.from_user_input(crs), inside > 0)
 
 
 def _write_target(path: Path, data: np.ndarray, valid: np.ndarray, claim: Affine, crs: CRS, border: str) -> Path:
@@ -328,8 +353,11 @@ def strip_cases(root: str | Path, workdir: Path, spec: CaseSpec) -> list[Case]:
                 warped, valid = warp_pixels(target, warp)
                 path = workdir / tile / f"strip{k}_{target_season}_to_{reference_season}_warped.tif"
                 write_geotiff(path, warped, first.geotransform, first.crs, valid)
-                cases.append(Case(name, path, reference, geometry.to_matrix(first.geotransform) @ np.linalg.inv(warp),
-                                  target.shape[2], target.shape[1], abs(first.geotransform.a), valid, first.group))
+                crs = spec.regime.reference_crs
+                cases.append(Case(name, path, reprojected(reference, crs),
+                                  geometry.to_matrix(first.geotransform) @ np.linalg.inv(warp), target.shape[2],
+                                  target.shape[1], abs(first.geotransform.a), valid, first.group,
+                                  first.crs if crs else None))
     return cases
 
 

@@ -3,8 +3,9 @@
 Each regime changes the pixels or the extent of a warp case and keeps its truth
 exact: a coarser target or reference (area-averaged by whole factors), a crop
 (small targets), opaque cloud blobs (not masked), a reference that covers only
-part of the target (partial overlap), and the warped target's empty corners
-written as an internal mask, as declared nodata or as plain zeros.
+part of the target (partial overlap) or lies in another CRS, and the warped
+target's empty corners written as an internal mask, as declared nodata or as
+plain zeros.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Regime:
         occlusion: (low, high) share of the target covered by opaque bright clouds, drawn per case.
         overlap: (low, high) share of the target's footprint that the reference covers, drawn per case.
         border: how the empty corners are written, one of :data:`BORDERS`.
+        reference_crs: the reference reprojected to this CRS (cubic); None keeps the tile's.
     """
 
     target_factor: int = 1
@@ -38,6 +40,7 @@ class Regime:
     occlusion: tuple[float, float] | None = None
     overlap: tuple[float, float] | None = None
     border: str = "mask"
+    reference_crs: str | None = None
 
     @property
     def tag(self) -> str:
@@ -55,6 +58,8 @@ class Regime:
             parts.append("ovl{:g}-{:g}".format(*self.overlap))
         if self.border != "mask":
             parts.append(self.border)
+        if self.reference_crs:
+            parts.append("in_" + "".join(c if c.isalnum() else "_" for c in self.reference_crs))
         return "_".join(parts)
 
 

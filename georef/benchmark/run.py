@@ -50,14 +50,16 @@ class Setting:
         return self.matcher, self.model, f"{self.threshold:g}"
 
 
-def _into_reference_crs(crs, reference) -> Projection:
-    """Where an output lands in the target's CRS and the reference has another, the map from the first to the
-    second: a case's truth is in the reference's CRS."""
-    with inputs.ResolvedInput(reference) as path, open_raster(path) as ds:
-        reference_crs = ds.crs
-    if reference_crs is None or crs == reference_crs:
+def _into_truth_crs(crs, case: Case) -> Projection:
+    """Where an output lands in another CRS than the case's truth (by default in the reference's CRS, while
+    the output keeps the target's), the map from the first to the second."""
+    truth_crs = case.truth_crs
+    if truth_crs is None:
+        with inputs.ResolvedInput(case.reference) as path, open_raster(path) as ds:
+            truth_crs = ds.crs
+    if truth_crs is None or crs == truth_crs:
         return None
-    return lambda points: np.column_stack(transform_coords(crs, reference_crs, points[:, 0], points[:, 1]))
+    return lambda points: np.column_stack(transform_coords(crs, truth_crs, points[:, 0], points[:, 1]))
 
 
 def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
@@ -87,7 +89,7 @@ def run_case(case: Case, options: AlignOptions, out_dir: Path) -> dict:
         estimate, crs = alignment.geotransform, alignment.crs
     q, t = alignment.quality, alignment.timings
     return {
-        **row, **score(case, estimate, _into_reference_crs(crs, case.reference)),
+        **row, **score(case, estimate, _into_truth_crs(crs, case)),
         "status": status,
         "matches": q.matches,
         "inliers": q.inliers,

@@ -76,6 +76,8 @@ def _seasons(ctx, param, value):
               help="warp: the target area-averaged to this pixel size, metres.")
 @click.option("--reference-res", type=click.Choice(["10", "20", "30", "60"]), default="10", show_default=True,
               help="warp: the reference area-averaged to this pixel size, metres.")
+@click.option("--reference-crs", callback=options.crs_option, metavar="CRS",
+              help="warp: the reference reprojected to this CRS (e.g. EPSG:3857) [default: the tile's].")
 @click.option("--crop", type=click.IntRange(min=64, max=512), help="warp: the target cut to this side, px.")
 @click.option("--occlusion", callback=_range, metavar="LOW,HIGH",
               help="warp: share of the target under opaque clouds (not masked), drawn per case, e.g. 0.1,0.3.")
@@ -96,8 +98,8 @@ def _seasons(ctx, param, value):
 @options.weights
 @options.device
 def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
-              max_rotation, max_scale, perspective, max_shift_m, target_res, reference_res, crop, occlusion, overlap,
-              border, strip, seed, limit, show, refine_lowpass, peers, weights, device):
+              max_rotation, max_scale, perspective, max_shift_m, target_res, reference_res, reference_crs, crop,
+              occlusion, overlap, border, strip, seed, limit, show, refine_lowpass, peers, weights, device):
     """Align the cases of PAIRS and measure their true error.
 
     PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
@@ -112,7 +114,8 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     spec = CaseSpec(
         kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
         warp=WarpSpec(max_shift_px, max_rotation, max_scale, perspective), max_shift_m=max_shift_m,
-        regime=Regime(int(target_res) // 10, int(reference_res) // 10, crop or 0, occlusion, overlap, border),
+        regime=Regime(int(target_res) // 10, int(reference_res) // 10, crop or 0, occlusion, overlap, border,
+                      reference_crs),
         strip=strip,
     )
     summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
