@@ -224,11 +224,9 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
     from rasterio.shutil import copy as copy_dataset
     from rasterio.vrt import WarpedVRT
 
-    # A VRT names its source as it was opened: absolute, so that it opens from the temporary folder.
-    source = reference if reference.startswith("/vsi") else str(Path(reference).resolve())
     with tempfile.TemporaryDirectory(prefix="georef-") as tmp:
         warped = Path(tmp) / "reference.vrt"
-        with open_raster(source) as ds:
+        with open_raster(_with_overviews(reference, Path(tmp) / "source.vrt", "average")) as ds:
             alpha = next((i for i, ci in zip(ds.indexes, ds.colorinterp) if ci == ColorInterp.alpha), 0)
             try:
                 with WarpedVRT(ds, crs=crs, resampling=Resampling.cubic, src_alpha=alpha,
@@ -245,8 +243,7 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
         if mask:
             mask_path, values = ExclusionMask.split(mask)
             warped_mask = Path(tmp) / "reference_mask.vrt"
-            mask_source = mask_path if mask_path.startswith("/vsi") else str(Path(mask_path).resolve())
-            with open_raster(mask_source) as m:
+            with open_raster(_with_overviews(mask_path, Path(tmp) / "mask_source.vrt", "nearest")) as m:
                 scale = rasterio.Affine.scale(origin["size"][0] / m.width, origin["size"][1] / m.height)
                 with WarpedVRT(m, src_crs=origin["src_crs"], src_transform=origin["src_transform"] * scale,
                                resampling=Resampling.nearest, nodata=0, **grid) as vrt:
@@ -254,6 +251,28 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
             mask = f"{warped_mask}:{values}" if values else str(warped_mask)
         log.info("reading the reference %s warped north-up in %s", reference, crs.to_string())
         yield str(warped), mask
+
+
+def _with_overviews(path: str, vrt: Path, resampling: str) -> str:
+    """``path`` as a warped VRT's source should be: a VRT over it with virtual overviews (by ``resampling``),
+    where it has none of its own, or ``path`` itself (absolute: the warped VRT names it as it was opened).
+
+    A warped VRT reads a coarse view through its source's overviews; without them it warps every pixel at
+    full resolution and decimates after, minutes for a whole Sentinel-2 tile in another CRS.
+    """
+    from rasterio.shutil import copy as copy_dataset
+
+    source = path if path.startswith("/vsi") else str(Path(path).resolve())
+    with open_raster(source) as ds:
+        if ds.overviews(1):
+            return source
+        factors = [2**k for k in range(1, 12) if min(ds.width, ds.height) >> k >= 64]
+        copy_dataset(ds, vrt, driver="VRT")
+    if factors:
+        text = vrt.read_text()
+        overviews = f'<OverviewList resampling="{resampling}">{" ".join(map(str, factors))}</OverviewList>'
+        vrt.write_text(text.replace("</VRTDataset>", f"  {overviews}\n</VRTDataset>"))
+    return str(vrt)
 
 
 def resolve_bands(ds: rasterio.io.DatasetReader, bands: Sequence[int] | None) -> list[int]:
