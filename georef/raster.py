@@ -480,7 +480,14 @@ def _read(
         kwargs.update(out_shape=(len(bands), h, w), resampling=resampling)
     try:
         data = ds.read(bands, **kwargs)
-        masks = ds.read_masks(bands, **({"window": window} if exact else {**kwargs, "resampling": Resampling.nearest}))
+        nodata = [ds.nodatavals[b - 1] for b in bands]
+        if not exact and all(ds.mask_flag_enums[b - 1] == [MaskFlags.nodata] for b in bands):
+            # GDAL derives a nodata mask from the full-resolution data, overviews or not (a whole warped tile:
+            # minutes); the coarse data say the same, as averaging leaves out nodata.
+            masks = data != np.array(nodata, np.float64)[:, None, None]
+        else:
+            masks = ds.read_masks(bands, **({"window": window} if exact else {**kwargs,
+                                                                              "resampling": Resampling.nearest}))
     except RasterioIOError as exc:
         raise RasterReadError(f"read failed ({_one_line(exc)})", ds.name) from exc
     valid = np.all(masks > 0, axis=0)

@@ -170,6 +170,18 @@ def test_a_reference_in_another_crs_is_read_in_the_target_s_with_its_mask(tmp_pa
     assert (excluded[inside] == expected[inside]).mean() > 0.99
 
 
+def test_a_coarse_read_takes_nodata_from_the_data(tmp_path, scene):
+    from rasterio.windows import Window
+
+    data, t = crop(scene, 0, 0, 100)
+    data = data.copy()
+    data[:, :, :48] = 0
+    path = write_tif(tmp_path / "half.tif", data, t, scene.crs, nodata=0)
+    with rasterio.open(path) as ds:
+        values, valid = raster._read(ds, [1, 2, 3], Window(0, 0, 100, 100), (25, 25))
+    assert not valid[:, :12].any() and valid[:, 12:].all() and (values[:, :, 12:] > 0).all()
+
+
 def test_nodata_pixels_carry_no_keypoints(tmp_path, scene):
     data, t = crop(scene, 0, 0, 128)
     data = data.copy()
