@@ -21,7 +21,10 @@ from georef.options import AlignOptions, TileOptions
 @click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True)
 @click.option("--tile-size", type=click.IntRange(min=64), default=TileOptions.size, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size, seed):
+@click.option("--reference-crs", callback=options.crs_option, metavar="CRS",
+              help="Align against the reference reprojected to this CRS (e.g. EPSG:3857; a GeoTIFF, built once) "
+                   "[default: the tile's].")
+def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size, seed, reference_crs):
     """Build a 10980 x 10980 three-band JPEG2000 pair with a known transform and measure georef align on it.
 
     Reports time per stage, total / decode-only ratio, peak RSS, check-point error,
@@ -32,5 +35,5 @@ def scene_benchmark(out_dir, source, data, matcher, jobs, max_windows, tile_size
     if source == "s2-seasons" and data is None:
         raise click.UsageError("--source s2-seasons needs --data, the s2-seasons folder")
     opts = AlignOptions(matcher=matcher, tiles=TileOptions(size=tile_size, max_windows=max_windows, jobs=jobs))
-    result = run_scene_benchmark(out_dir, source, data, opts, seed)
+    result = run_scene_benchmark(out_dir, source, data, opts, seed, reference_crs)
     click.echo(json.dumps(result, indent=2))
