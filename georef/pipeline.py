@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import accuracy, correlate, geometry, inputs, raster, search, tiles
+from georef import accuracy, correlate, geometry, inputs, raster, search, tiles, warping
 from georef.accuracy import Accuracy
 from georef.errors import BandError, MatchingError, MissingGeoreference
 from georef.fitting import MIN_POINTS, Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
@@ -39,7 +39,7 @@ COMPARED_MODELS = ("shift", "similarity", "affine", "homography", "poly2", "poly
 @dataclass(frozen=True)
 class Frame:
     """The target as it claims to be, in the working CRS: the target's where it claims one, else the
-    reference's (the reference is read in it, see :func:`georef.raster.reference_in_crs`).
+    reference's (the reference is read in it, see :func:`georef.warping.reference_in_crs`).
 
     Attributes:
         footprint: (3, 3) target pixel -> map, as the target claims.
@@ -240,7 +240,7 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     stages = Stages(reporter)
     with raster.gdal_env(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as resolved, \
-            raster.reference_in_crs(resolved, raster.claimed_crs(tgt, options.target_crs), options.mask_ref) \
+            warping.reference_in_crs(resolved, warping.claimed_crs(tgt, options.target_crs), options.mask_ref) \
             as (ref, mask_ref):
         options = replace(options, mask_ref=mask_ref)
         scene, coarse, target_img = locate(tgt, ref, options, stages)

@@ -177,104 +177,6 @@ def georeference(ds: rasterio.io.DatasetReader, assume_crs: CRS | None = None) -
     return Georeference(matrix, crs, source)
 
 
-def claimed_crs(path: str, assumed: str | None = None) -> CRS | None:
-    """The CRS a target claims: that of its geotransform or GCPs, else ``assumed`` (``--target-crs``); None
-    where it has no georeference, or no CRS and none assumed (it then takes the reference's)."""
-    with open_raster(path) as ds:
-        if not is_georeferenced(ds):
-            return None
-        own = ds.crs if ds.transform != rasterio.Affine.identity() else ds.gcps[1]
-    return own or (CRS.from_user_input(assumed) if assumed else None)
-
-
-@contextmanager
-def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -> Iterator[tuple[str, str | None]]:
-    """The reference, and its exclusion mask, as GDAL reads them in ``crs``.
-
-    A target's position is fitted as one transform from its pixels to the reference's CRS, and where the
-    two CRSs differ, the true mapping bends: a 51 km strip in UTM fitted against a Web Mercator reference
-    was off by up to 8.6 px (10 m) while estimated at 1.6 px. So where the target claims another CRS, the
-    reference is read through a warped VRT in it (cubic; GDAL warps only what is read), and everything,
-    the output included, lives in the target's CRS. A reference with a rotated geotransform is read
-    north-up the same way. The mask is warped onto the same grid (nearest), after it is checked against the
-    reference itself.
-
-    Args:
-        reference: a path GDAL opens.
-        crs: the target's CRS (:func:`claimed_crs`); None: the reference's.
-        mask: the reference's exclusion mask, ``PATH[:values]``, or None.
-
-    Yields:
-        (path of the reference to read, the mask to use): the inputs themselves where ``crs`` is None or the
-        reference's own and the reference is north-up, or where it has no georeference (which the caller
-        reports).
-    """
-    with open_raster(reference) as ds:
-        rotated = ds.transform.b != 0 or ds.transform.d != 0  # its chips are read north-up
-        crs = crs or ds.crs
-        if ds.crs is None or ds.transform.is_identity or (ds.crs == crs and not rotated):
-            ds = None
-        elif mask:
-            ExclusionMask.parse(mask).check_covers(ds, reference, "reference")
-    if ds is None:
-        yield reference, mask
-        return
-    import tempfile
-
-    from rasterio.shutil import copy as copy_dataset
-    from rasterio.vrt import WarpedVRT
-
-    with tempfile.TemporaryDirectory(prefix="georef-") as tmp:
-        warped = Path(tmp) / "reference.vrt"
-        with open_raster(_with_overviews(reference, Path(tmp) / "source.vrt", "average")) as ds:
-            alpha = next((i for i, ci in zip(ds.indexes, ds.colorinterp) if ci == ColorInterp.alpha), 0)
-            try:
-                with WarpedVRT(ds, crs=crs, resampling=Resampling.cubic, src_alpha=alpha,
-                               add_alpha=ds.nodata is None and not alpha) as vrt:
-                    copy_dataset(vrt, warped, driver="VRT")
-                    grid = dict(crs=crs, transform=vrt.transform, width=vrt.width, height=vrt.height)
-            except CPLE_BaseError as exc:
-                names = [pyproj.CRS.from_user_input(c).name for c in (ds.crs, crs)]
-                log.debug("PROJ: %s", one_line(exc))
-                raise CRSMismatch(f"PROJ knows no way from its CRS ({names[0]}) to the target's, {names[1]}",
-                                  reference) from None
-            # The mask covers the reference's extent: its pixels are the reference's, scaled.
-            origin = dict(src_crs=ds.crs, src_transform=ds.transform, size=(ds.width, ds.height))
-        if mask:
-            mask_path, values = ExclusionMask.split(mask)
-            warped_mask = Path(tmp) / "reference_mask.vrt"
-            with open_raster(_with_overviews(mask_path, Path(tmp) / "mask_source.vrt", "nearest")) as m:
-                scale = rasterio.Affine.scale(origin["size"][0] / m.width, origin["size"][1] / m.height)
-                with WarpedVRT(m, src_crs=origin["src_crs"], src_transform=origin["src_transform"] * scale,
-                               resampling=Resampling.nearest, nodata=0, **grid) as vrt:
-                    copy_dataset(vrt, warped_mask, driver="VRT")
-            mask = f"{warped_mask}:{values}" if values else str(warped_mask)
-        log.info("reading the reference %s warped north-up in %s", reference, crs.to_string())
-        yield str(warped), mask
-
-
-def _with_overviews(path: str, vrt: Path, resampling: str) -> str:
-    """``path`` as a warped VRT's source should be: a VRT over it with virtual overviews (by ``resampling``),
-    where it has none of its own, or ``path`` itself (absolute: the warped VRT names it as it was opened).
-
-    A warped VRT reads a coarse view through its source's overviews; without them it warps every pixel at
-    full resolution and decimates after, minutes for a whole Sentinel-2 tile in another CRS.
-    """
-    from rasterio.shutil import copy as copy_dataset
-
-    source = path if path.startswith("/vsi") else str(Path(path).resolve())
-    with open_raster(source) as ds:
-        if ds.overviews(1):
-            return source
-        factors = [2**k for k in range(1, 12) if min(ds.width, ds.height) >> k >= 64]
-        copy_dataset(ds, vrt, driver="VRT")
-    if factors:
-        text = vrt.read_text()
-        overviews = f'<OverviewList resampling="{resampling}">{" ".join(map(str, factors))}</OverviewList>'
-        vrt.write_text(text.replace("</VRTDataset>", f"  {overviews}\n</VRTDataset>"))
-    return str(vrt)
-
-
 def resolve_bands(ds: rasterio.io.DatasetReader, bands: Sequence[int] | None) -> list[int]:
     """Return the 1-based band indexes to read, checking that they exist and hold real numbers.
 
@@ -478,16 +380,22 @@ def _read(
     kwargs = {"window": window}
     if not exact:
         kwargs.update(out_shape=(len(bands), h, w), resampling=resampling)
+    flags = [ds.mask_flag_enums[b - 1] for b in bands]
+    alpha = ds.colorinterp.index(ColorInterp.alpha) + 1 if ColorInterp.alpha in ds.colorinterp else None
     try:
-        data = ds.read(bands, **kwargs)
-        nodata = [ds.nodatavals[b - 1] for b in bands]
-        if not exact and all(ds.mask_flag_enums[b - 1] == [MaskFlags.nodata] for b in bands):
-            # GDAL derives a nodata mask from the full-resolution data, overviews or not (a whole warped tile:
-            # minutes); the coarse data say the same, as averaging leaves out nodata.
-            masks = data != np.array(nodata, np.float64)[:, None, None]
+        if exact:
+            data, masks = ds.read(bands, **kwargs), ds.read_masks(bands, window=window)
+        # GDAL derives a coarse mask from every full-resolution pixel, overviews or not (a whole tile through
+        # a warped VRT: minutes); a coarse read of what the mask is made of says the same.
+        elif all(f == [MaskFlags.nodata] for f in flags):  # averaging leaves nodata out
+            data = ds.read(bands, **kwargs)
+            masks = data != np.array([ds.nodatavals[b - 1] for b in bands], np.float64)[:, None, None]
+        elif alpha and all(MaskFlags.alpha in f for f in flags):  # valid where every pixel averaged in is
+            both = ds.read([*bands, alpha], **{**kwargs, "out_shape": (len(bands) + 1, h, w)})
+            data, masks = both[:-1], both[-1:] == both[-1].max()
         else:
-            masks = ds.read_masks(bands, **({"window": window} if exact else {**kwargs,
-                                                                              "resampling": Resampling.nearest}))
+            data = ds.read(bands, **kwargs)
+            masks = ds.read_masks(bands, **{**kwargs, "resampling": Resampling.nearest})
     except RasterioIOError as exc:
         raise RasterReadError(f"read failed ({_one_line(exc)})", ds.name) from exc
     valid = np.all(masks > 0, axis=0)

@@ -4,7 +4,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from georef import geometry, raster
+from georef import geometry, raster, warping
 from georef.errors import BandError, EmptyDataError, MissingGeoreference, NoOverlapError, RasterReadError
 
 from conftest import crop, write_tif
@@ -149,9 +149,9 @@ def test_a_reference_in_another_crs_is_read_in_the_target_s_with_its_mask(tmp_pa
     left = np.zeros((1, h // 2, w // 2), np.uint8)  # half the resolution, no georeference: mapped by extent
     left[:, :, : w // 4] = 7
     mask = write_tif(tmp_path / "mask.tif", left, None, None)
-    with raster.reference_in_crs(str(ref), mercator, f"{mask}:7") as same:
+    with warping.reference_in_crs(str(ref), mercator, f"{mask}:7") as same:
         assert same == (str(ref), f"{mask}:7")
-    with raster.reference_in_crs(str(ref), scene.crs, f"{mask}:7") as (path, warped_mask):
+    with warping.reference_in_crs(str(ref), scene.crs, f"{mask}:7") as (path, warped_mask):
         with rasterio.open(path) as ds:
             assert ds.crs == scene.crs and ds.count == 4 and ds.colorinterp[3].name == "alpha"
             grid = ds.transform
@@ -170,16 +170,26 @@ def test_a_reference_in_another_crs_is_read_in_the_target_s_with_its_mask(tmp_pa
     assert (excluded[inside] == expected[inside]).mean() > 0.99
 
 
-def test_a_coarse_read_takes_nodata_from_the_data(tmp_path, scene):
+@pytest.mark.parametrize("masked_by", ["nodata", "alpha"])
+def test_a_coarse_read_takes_its_mask_from_the_coarse_data(tmp_path, scene, masked_by):
+    from rasterio.enums import ColorInterp
     from rasterio.windows import Window
 
     data, t = crop(scene, 0, 0, 100)
     data = data.copy()
-    data[:, :, :48] = 0
-    path = write_tif(tmp_path / "half.tif", data, t, scene.crs, nodata=0)
+    data[:, :, :50] = 0
+    if masked_by == "alpha":
+        alpha = np.full((1, 100, 100), 65535, np.uint16)
+        alpha[:, :, :46] = 0  # the column of coarse pixels from 44 to 48 is half valid: out
+        path = write_tif(tmp_path / "rgba.tif", np.concatenate([data, alpha]), t, scene.crs)
+        with rasterio.open(path, "r+") as ds:
+            ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    else:
+        path = write_tif(tmp_path / "half.tif", data, t, scene.crs, nodata=0)
     with rasterio.open(path) as ds:
-        values, valid = raster._read(ds, [1, 2, 3], Window(0, 0, 100, 100), (25, 25))
-    assert not valid[:, :12].any() and valid[:, 12:].all() and (values[:, :, 12:] > 0).all()
+        _, valid = raster._read(ds, [1, 2, 3], Window(0, 0, 100, 100), (25, 25))
+    # Coarse column 12 (pixels 48-51): valid by its alpha, and for nodata by its pixels 50 and 51.
+    assert not valid[:, :12].any() and valid[:, 12:].all()
 
 
 def test_nodata_pixels_carry_no_keypoints(tmp_path, scene):
