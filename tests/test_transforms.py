@@ -125,3 +125,34 @@ def test_warp_at_another_resolution_keeps_nodata_and_bands(tmp_path, scene):
         x, y = truth * (300, 300)
         row, col = w.index(x, y)
         assert (w.read()[:, row, col] > 0).all()
+
+
+def test_warp_lands_on_the_grid_of_a_reference_in_another_crs(tmp_path, scene):
+    """The alignment lives in the target's CRS; --warp still resamples onto the reference's grid and CRS."""
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.warp import calculate_default_transform, reproject
+
+    mercator = CRS.from_epsg(3857)
+    ref_data, ref_t = crop(scene, 500, 500, 900)
+    transform, w, h = calculate_default_transform(scene.crs, mercator, 900, 900,
+                                                  *rasterio.transform.array_bounds(900, 900, ref_t))
+    warped = np.zeros((3, h, w), np.uint16)
+    reproject(ref_data, warped, src_transform=ref_t, src_crs=scene.crs, dst_transform=transform, dst_crs=mercator,
+              resampling=rasterio.enums.Resampling.cubic)
+    reference = write_tif(tmp_path / "mercator.tif", warped, transform, mercator)
+    tgt_data, truth = crop(scene, 700, 650, 512)
+    target = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(90, -60) * truth, scene.crs)
+    out = tmp_path / "warped.tif"
+    result = align_file(target, reference, OutputOptions(output=out, warp=True))
+    assert result.crs == scene.crs
+    with rasterio.open(out) as aligned, rasterio.open(reference) as ref:
+        assert aligned.crs == mercator and aligned.res == pytest.approx(ref.res)
+        col, row = ~ref.transform * (aligned.transform.c, aligned.transform.f)
+        assert col == pytest.approx(round(col), abs=1e-6) and row == pytest.approx(round(row), abs=1e-6)
+        window = rasterio.windows.Window(round(col), round(row), aligned.width, aligned.height)
+        mine, theirs = aligned.read(1).astype(float), ref.read(1, window=window, boundless=True).astype(float)
+        inside = (aligned.dataset_mask() > 0) & (theirs > 0)
+        inside = cv2.erode(inside.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        assert np.corrcoef(mine[inside], theirs[inside])[0, 1] > 0.99
+
