@@ -61,7 +61,7 @@ class Case:
         metres_per_px: ground size of a target pixel.
         valid: optional (H, W) bool, target pixels that hold data (for check points).
         group: cases summarised together, e.g. the season pair ``winter->summer``.
-        truth_crs: the CRS of ``truth``'s map coordinates; None: the reference's.
+        truth_crs: the CRS of ``truth``'s map coordinates (the tile's, or a CSV pair's reference's).
     """
 
     name: str
@@ -251,8 +251,7 @@ def make_warp_case(pair: Pair, workdir: Path, spec: WarpSpec = WarpSpec(), seed:
         ref_path = reference_geotiff(pair, workdir)
     height, width = warped.shape[1:]
     return Case(pair.name, tgt_path, reprojected(ref_path, regime.reference_crs), truth, width, height,
-                abs(pair.geotransform.a) * regime.target_factor, valid, pair.group,
-                pair.crs if regime.reference_crs else None)
+                abs(pair.geotransform.a) * regime.target_factor, valid, pair.group, pair.crs)
 
 
 def reprojected(path: Path, crs: str | None) -> Path:
@@ -307,7 +306,7 @@ def make_shift_case(pair: Pair, workdir: Path, max_shift_m: float = 300.0, seed:
     wrong = Affine.translation(dx, dy) * pair.geotransform
     tgt_path = write_geotiff(_target_path(pair, workdir, "shifted"), target, wrong, pair.crs)
     return Case(pair.name, tgt_path, reference_geotiff(pair, workdir), geometry.to_matrix(pair.geotransform),
-                w, h, abs(pair.geotransform.a), group=pair.group)
+                w, h, abs(pair.geotransform.a), group=pair.group, truth_crs=pair.crs)
 
 
 def _target_path(pair: Pair, workdir: Path, kind: str) -> Path:
@@ -353,11 +352,9 @@ def strip_cases(root: str | Path, workdir: Path, spec: CaseSpec) -> list[Case]:
                 warped, valid = warp_pixels(target, warp)
                 path = workdir / tile / f"strip{k}_{target_season}_to_{reference_season}_warped.tif"
                 write_geotiff(path, warped, first.geotransform, first.crs, valid)
-                crs = spec.regime.reference_crs
-                cases.append(Case(name, path, reprojected(reference, crs),
+                cases.append(Case(name, path, reprojected(reference, spec.regime.reference_crs),
                                   geometry.to_matrix(first.geotransform) @ np.linalg.inv(warp), target.shape[2],
-                                  target.shape[1], abs(first.geotransform.a), valid, first.group,
-                                  first.crs if crs else None))
+                                  target.shape[1], abs(first.geotransform.a), valid, first.group, first.crs))
     return cases
 
 
@@ -393,8 +390,8 @@ def csv_cases(path: str | Path) -> list[Case]:
             width, height = ds.width, ds.height
             own = np.sqrt(abs(ds.transform.determinant))
         with open_raster(reference) as ref:
-            unit = metres_per_unit(ref.crs) if ref.crs else 1.0
+            unit, crs = (metres_per_unit(ref.crs) if ref.crs else 1.0), ref.crs
         size = (np.sqrt(abs(np.linalg.det(truth[:2, :2]))) if truth is not None else own) * unit
         name = f"{i - 1}:{Path(row['target']).stem}->{Path(row['reference']).stem}"  # row number keeps it unique
-        cases.append(Case(name, target, reference, truth, width, height, float(size)))
+        cases.append(Case(name, target, reference, truth, width, height, float(size), truth_crs=crs))
     return cases

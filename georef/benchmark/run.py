@@ -15,7 +15,7 @@ import rasterio
 from rasterio.warp import transform as transform_coords
 from tqdm import tqdm
 
-from georef import geometry, inputs
+from georef import geometry
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.layout import case_paths, row_key
 from georef.benchmark.metrics import Projection, has_error, no_fit_error, score, summarise_rows
@@ -24,7 +24,6 @@ from georef.benchmark.report import write_report
 from georef.errors import MatchingError, QualityGateFailed
 from georef.matchers import create_matcher
 from georef.options import AlignOptions, OutputOptions
-from georef.raster import open_raster
 from georef.workflow import align_file
 
 log = logging.getLogger(__name__)
@@ -51,12 +50,9 @@ class Setting:
 
 
 def _into_truth_crs(crs, case: Case) -> Projection:
-    """Where an output lands in another CRS than the case's truth (by default in the reference's CRS, while
-    the output keeps the target's), the map from the first to the second."""
+    """Where an output lands in another CRS than the case's truth (a CSV truth is in the reference's CRS,
+    while the output keeps the target's), the map from the first to the second."""
     truth_crs = case.truth_crs
-    if truth_crs is None:
-        with inputs.ResolvedInput(case.reference) as path, open_raster(path) as ds:
-            truth_crs = ds.crs
     if truth_crs is None or crs == truth_crs:
         return None
     return lambda points: np.column_stack(transform_coords(crs, truth_crs, points[:, 0], points[:, 1]))
