@@ -15,7 +15,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from georef.errors import BandError, RasterReadError
-from georef.raster import open_raster
+from georef.raster import ExclusionMask, open_raster
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def product_mask(spec: str | Path, mask: str | None) -> str | None:
     """
     if mask is None:
         return None
-    name, colon, values = mask.partition(":")
+    name, values = ExclusionMask.split(mask)
     if name.upper() != PRODUCT_MASK or Path(name).exists():
         return mask
     if not is_product(spec):
@@ -95,7 +95,7 @@ def product_mask(spec: str | Path, mask: str | None) -> str | None:
     hits = [m for m in _product_members(Path(spec)) if re.search(r"_SCL_20m\.jp2$", m, re.IGNORECASE)]
     if not hits:
         raise BandError(f"has no {PRODUCT_MASK} layer (an L1C product?)", spec)
-    return hits[0] + colon + values
+    return ExclusionMask.spec(hits[0], values)
 
 
 def stack_vrt(files: list[str], folder: Path) -> Path:

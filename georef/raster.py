@@ -310,6 +310,11 @@ class ExclusionMask:
         path, _, values = spec.rpartition(":") if ":" in Path(spec).name else (spec, "", "")
         return path, values
 
+    @staticmethod
+    def spec(path: str | Path, values: str) -> str:
+        """The mask ``PATH[:values]`` of ``path`` and the ``values`` of :meth:`split` ("" for none)."""
+        return f"{path}:{values}" if values else str(path)
+
     @classmethod
     def parse(cls, spec: str) -> "ExclusionMask":
         """``PATH``, ``PATH:V1,V2,...`` (values to exclude) or ``PATH:bits=B1,B2,...`` (flag bits to exclude)."""

@@ -83,16 +83,16 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
                 raise CRSMismatch(f"PROJ knows no way from its CRS ({names[0]}) to the target's, {names[1]}",
                                   reference) from None
             # The mask covers the reference's extent: its pixels are the reference's, scaled.
-            origin = dict(src_crs=ds.crs, src_transform=ds.transform, size=(ds.width, ds.height))
+            src_crs, src_transform, size = ds.crs, ds.transform, (ds.width, ds.height)
         if mask:
             mask_path, values = ExclusionMask.split(mask)
             warped_mask = Path(tmp) / "reference_mask.vrt"
             with open_raster(_with_overviews(mask_path, Path(tmp) / "mask_source.vrt", "nearest")) as m:
-                scale = rasterio.Affine.scale(origin["size"][0] / m.width, origin["size"][1] / m.height)
-                with WarpedVRT(m, src_crs=origin["src_crs"], src_transform=origin["src_transform"] * scale,
+                scale = rasterio.Affine.scale(size[0] / m.width, size[1] / m.height)
+                with WarpedVRT(m, src_crs=src_crs, src_transform=src_transform * scale,
                                resampling=Resampling.nearest, nodata=0, **grid) as vrt:
                     copy_dataset(vrt, warped_mask, driver="VRT")
-            mask = f"{warped_mask}:{values}" if values else str(warped_mask)
+            mask = ExclusionMask.spec(warped_mask, values)
         log.info("reading the reference %s warped north-up in %s", reference, crs.to_string())
         yield str(warped), mask
 

@@ -67,7 +67,7 @@ def _resolve(value: str, folder: Path) -> str:
 def _resolve_mask(value: str, folder: Path) -> str:
     """A mask ``PATH[:values]`` of a file in ``folder``'s terms (the values, commas and all, kept as they are)."""
     path, values = ExclusionMask.split(value)
-    return _resolve(path, folder) + (f":{values}" if values else "")
+    return ExclusionMask.spec(_resolve(path, folder), values)
 
 
 def read_table(path: str | Path) -> list[Pair]:
