@@ -72,6 +72,8 @@ class QualityGate:
         max_rmse_px: largest RMSE of the inlier tie points' residuals, target pixels.
         max_scale_change: largest relative change of pixel size against the
             target's own georeference (0.2 = 20 %).
+        max_repeat: largest correlation of the target's content with itself shifted within reach of the
+            search (see :mod:`georef.repeats`): above it, a copy of the content elsewhere fits as well.
         confirm: require the refinement's windows to confirm the fit (where the refinement is on).
     """
 
@@ -81,6 +83,7 @@ class QualityGate:
     min_span: float = 0.2
     max_rmse_px: float = 1.5
     max_scale_change: float = 0.2
+    max_repeat: float = 0.6
     confirm: bool = True
 
     def validate(self) -> None:
@@ -90,6 +93,7 @@ class QualityGate:
         _finite(self.min_span, "min_span", 0, 1)
         _finite(self.max_rmse_px, "max_rmse_px", 0)
         _finite(self.max_scale_change, "max_scale_change", 0)
+        _finite(self.max_repeat, "max_repeat", 0, 1)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
 from georef.quality import Evidence, Placement, Quality, assess, span
 from georef.refine import OVERLAP, Refinement, refine, window_log_nfa
+from georef.repeats import Repeat, strongest_repeat
 from georef.result import Alignment, Search, TiePoints
 from georef.significance import log10_nfa, match_alpha
 from georef.transforms import MODELS, WARP_MODELS, Transform
@@ -88,6 +90,14 @@ class Scene:
     finer_px: float
     search: Search
     placed: np.ndarray
+
+    @cached_property
+    def repeat(self) -> Repeat:
+        """The target's strongest repeat within reach of the search (:mod:`georef.repeats`), in pixels of
+        ``target``."""
+        reach_m = self.search.reach_m()
+        metres_per_px = self.pixel_size * self.frame.metres_per_unit
+        return strongest_repeat(self.target, math.inf if reach_m is None else reach_m / metres_per_px)
 
     def refine_scales(self, decimation: float = 1.0) -> tuple[float, float]:
         """Pixels of the image refined per pixel of the coarser and of the finer input, each at least 1.
@@ -658,9 +668,11 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
                                                 tuple(frame_size * working_px))
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
                                  measured.source, shared=measured.shared)
+    repeat = scene.repeat
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),
-                        options.refine.enabled and options.gate.confirm)
+                        options.refine.enabled and options.gate.confirm, repeat.peak,
+                        float(np.hypot(*repeat.shift)) * scene.pixel_size * frame.metres_per_unit)
     quality = assess(evidence, _placement(transform, scene, options), frame.size, metres_per_px,
                      options.gate)
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.

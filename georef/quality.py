@@ -26,6 +26,9 @@ class Quality:
         log_nfa: log10 of the number of false alarms of the unguided inliers.
         window_log_nfa: the same for the refinement windows agreeing with the fit (None: no refinement).
         span: share of the target's width or height, the smaller, that the fit's measurements span.
+        repeat: correlation of the target's content with itself at its strongest repeat within reach of the
+            search (1: it repeats exactly; see :mod:`georef.repeats`).
+        repeat_m: how far away that repeat lies, metres.
         passed, reasons: the gate's verdict and why it refused.
     """
 
@@ -42,6 +45,8 @@ class Quality:
     log_nfa: float = float("-inf")
     window_log_nfa: float | None = None
     span: float = 1.0
+    repeat: float = 0.0
+    repeat_m: float = 0.0
     passed: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -83,6 +88,8 @@ class Evidence:
         span: share of the target's width or height, the smaller, that the measurements of the
             estimate span (:meth:`georef.pipeline.Measurements.span`).
         confirmation_required: the refinement's windows must confirm the fit.
+        repeat, repeat_m: the target's strongest repeat within reach of the search, and its distance in
+            metres (:attr:`Quality.repeat`).
     """
 
     target_px: np.ndarray
@@ -94,6 +101,8 @@ class Evidence:
     ce90_px: float | None = 0.0
     span: float = 1.0
     confirmation_required: bool = False
+    repeat: float = 0.0
+    repeat_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,9 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
                        f"(< {gate.min_span:.0%}): its corners lie too far outside them")
     if rmse > gate.max_rmse_px:
         reasons.append(f"tie-point RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
+    if evidence.repeat > gate.max_repeat:
+        reasons.append(f"its content repeats {evidence.repeat_m:.0f} m away (self-correlation {evidence.repeat:.2f} "
+                       f"> {gate.max_repeat:g}), within reach of the search: a copy there fits as well")
     if placement.outside_m > 0:
         reasons.append(f"lies {placement.outside_m:.0f} m outside the area searched")
     if abs(placement.scale_change) > gate.max_scale_change:
@@ -182,6 +194,8 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
         log_nfa=evidence.log_nfa,
         window_log_nfa=evidence.window_log_nfa,
         span=evidence.span,
+        repeat=evidence.repeat,
+        repeat_m=evidence.repeat_m,
         passed=not reasons,
         reasons=reasons,
     )

@@ -61,6 +61,8 @@ def report_dict(alignment: Alignment, output: str | Path | None = None, timings:
         "tie_point_max_m": q.max_m,
         "coverage": q.coverage,
         "span": q.span,
+        "repeat": q.repeat,
+        "repeat_m": q.repeat_m,
         "shift_m": q.shift_m,
         "scale_change": q.scale_change,
         "search": None if alignment.search is None else alignment.search.to_dict(),

@@ -79,6 +79,13 @@ class Search:
         return float(min((corners[:, 0] - x0).min(), (x1 - corners[:, 0]).min(), (corners[:, 1] - y0).min(),
                          (y1 - corners[:, 1]).min()))
 
+    def reach_m(self) -> float | None:
+        """How far apart two positions this search could have answered may lie, metres; None: anywhere in the
+        reference."""
+        if self.box is None:
+            return None
+        return 2 * (self.radius_m if self.radius_m is not None else self.margin_m)
+
     def to_dict(self) -> dict:
         return {"how": self.how, "margin_m": self.margin_m, "radius_m": self.radius_m,
                 "box": None if self.box is None else list(self.box), "attempts": list(self.attempts)}

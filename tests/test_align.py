@@ -164,3 +164,36 @@ def test_rotation_search_finds_a_turned_target(tmp_path, scene, turns):
         true = true @ np.array([[0.0, -1.0, 512], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     assert geometry.mean_corner_distance(result.transform, true, 512, 512) / 10 < 0.5
     assert result.quality.passed
+
+
+def _repeating_pair(tmp_path, claim_px: tuple[float, float]):
+    """A 1024 px reference of one texture repeating every 37 px across and 53 px down, and a 512 px crop of it
+    claiming to lie ``claim_px`` from where it does. Returns the paths and the crop's true geotransform."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    tile = cv2.GaussianBlur(rng.random((53, 37, 3)).astype(np.float32), (0, 0), 1.2)
+    pattern = np.tile(tile, (20, 28, 1))[:1024, :1024].transpose(2, 0, 1)
+    data = (20 + 200 * (pattern - pattern.min()) / np.ptp(pattern)).astype(np.uint8)
+    crs, ref_t = CRS.from_epsg(32635), Affine(10, 0, 500000, 0, -10, 5500000)
+    truth = ref_t * Affine.translation(260, 230)
+    target = data[:, 230:742, 260:772]
+    noisy = np.clip(target + rng.normal(0, 4, target.shape), 0, 255).astype(np.uint8)
+    return (write_tif(tmp_path / "tgt.tif", noisy, truth * Affine.translation(*claim_px), crs),
+            write_tif(tmp_path / "ref.tif", data, ref_t, crs), truth)
+
+
+@pytest.mark.parametrize("correlation_first", [True, False])
+def test_content_that_repeats_within_the_search_is_refused(tmp_path, correlation_first):
+    target, reference, _ = _repeating_pair(tmp_path, (-25, 18))
+    result = estimate_alignment(target, reference, AlignOptions(correlation_first=correlation_first))
+    assert not result.quality.passed and result.quality.repeat > 0.9
+    assert any("its content repeats 370 m away" in r or "its content repeats 530 m away" in r
+               for r in result.quality.reasons)
+
+
+def test_a_search_narrower_than_half_the_period_takes_the_repeat_in_reach(tmp_path):
+    target, reference, truth = _repeating_pair(tmp_path, (-8, 6))
+    result = estimate_alignment(target, reference, AlignOptions(max_shift_m=150.0))
+    assert result.quality.passed and result.quality.repeat < 0.3
+    assert corner_error_px(result.transform, truth, 512) < 0.3

@@ -5,7 +5,7 @@ from georef.quality import Evidence, Placement, assess, coverage
 
 
 def _assess(residual_px=None, support=150, log_nfa=-300.0, window_log_nfa=-40.0, ce90_px=0.6, outside_m=0.0,
-            scale_change=0.01, span=0.9):
+            scale_change=0.01, span=0.9, repeat=0.3):
     rng = np.random.default_rng(0)
     evidence = Evidence(
         target_px=rng.uniform(0, 512, (200, 2)),
@@ -17,6 +17,8 @@ def _assess(residual_px=None, support=150, log_nfa=-300.0, window_log_nfa=-40.0,
         ce90_px=ce90_px,
         span=span,
         confirmation_required=True,
+        repeat=repeat,
+        repeat_m=370.0,
     )
     return assess(evidence, Placement(250.0, scale_change, outside_m), (512, 512), 10.0, QualityGate())
 
@@ -42,5 +44,7 @@ def test_each_gate_reason():
     assert _assess(residual_px=np.full(200, 1.8)).reasons == ["tie-point RMSE 1.80 px > 1.5 px"]
     assert _assess(outside_m=40.0).reasons == ["lies 40 m outside the area searched"]
     assert _assess(scale_change=-0.5).reasons == ["changes the pixel size by -50%, beyond 20%"]
+    assert _assess(repeat=0.92).reasons == ["its content repeats 370 m away (self-correlation 0.92 > 0.6), within "
+                                            "reach of the search: a copy there fits as well"]
     assert _assess(span=0.19).reasons == ["rests on measurements spanning 19% of the target's width or height "
                                           "(< 20%): its corners lie too far outside them"]

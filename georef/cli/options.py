@@ -149,6 +149,9 @@ _gate_options = [
                  help="Largest estimated error at the target's corners (CE90), target pixels."),
     click.option("--min-span", type=Finite(0, 1), default=QualityGate.min_span, show_default=True,
                  help="Smallest share of the target's width and height the measurements must span."),
+    click.option("--max-repeat", type=Finite(0, 1), default=QualityGate.max_repeat, show_default=True,
+                 help="Largest correlation of the target's content with itself shifted within reach of the "
+                      "search: above it, a copy elsewhere fits as well."),
 ]
 
 
@@ -158,7 +161,8 @@ gate = _stacked(_gate_options)
 
 def gate_from(kwargs: dict) -> QualityGate:
     return QualityGate(min_inliers=kwargs.pop("min_inliers"), max_rmse_px=kwargs.pop("max_rmse"),
-                       max_ce90_px=kwargs.pop("max_ce90"), min_span=kwargs.pop("min_span"))
+                       max_ce90_px=kwargs.pop("max_ce90"), min_span=kwargs.pop("min_span"),
+                       max_repeat=kwargs.pop("max_repeat"))
 
 
 _output_options = [
