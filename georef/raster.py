@@ -379,6 +379,38 @@ def _read(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read bands and their joint validity mask, resampled to ``out_shape``; ``mask`` excludes more."""
     h, w = out_shape
+    if ds.driver == "VRT" and h > VRT_STRIP_ROWS and (h, w) != (window.height, window.width):
+        # A resampled read goes band by band; through a warped VRT each band warps the blocks again once the
+        # source's decoded blocks have pushed the first band's out of GDAL's cache (the chip of a whole tile
+        # in another CRS: 15 s, against 3.8 s in strips whose blocks stay cached).
+        step = window.height / h
+        strips = [_read_bands(ds, bands, Window(window.col_off, window.row_off + top * step, window.width,
+                                                 (min(h, top + VRT_STRIP_ROWS) - top) * step),
+                              (min(h, top + VRT_STRIP_ROWS) - top, w))
+                  for top in range(0, h, VRT_STRIP_ROWS)]
+        data, masks = (np.concatenate(parts, axis=1) for parts in list(zip(*strips))[:2])
+        full_only = strips[0][2]
+    else:
+        data, masks, full_only = _read_bands(ds, bands, window, out_shape)
+    valid = np.all(masks == masks.max() if full_only else masks > 0, axis=0)
+    if np.issubdtype(data.dtype, np.floating):  # NaN or inf is no data, whatever the nodata tag says
+        valid &= np.all(np.isfinite(data), axis=0)
+    if all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in bands):
+        valid &= ~edge_fill(data)
+    if mask is not None:
+        valid &= ~mask.excluded((ds.width, ds.height), window, out_shape)
+    return data, valid
+
+
+#: Output rows per read of a resampled read from a VRT (see :func:`_read`).
+VRT_STRIP_ROWS = 256
+
+
+def _read_bands(ds: rasterio.io.DatasetReader, bands: list[int], window: Window,
+                out_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(B, H, W) bands and their (B or 1, H, W) masks, resampled to ``out_shape``, and whether a pixel is
+    valid only where its mask is at its largest value (an averaged alpha), rather than wherever it is not 0."""
+    h, w = out_shape
     downsampling = h < window.height or w < window.width
     resampling = Resampling.average if downsampling else Resampling.bilinear
     exact = (h, w) == (window.height, window.width)
@@ -397,20 +429,13 @@ def _read(
             masks = data != np.array([ds.nodatavals[b - 1] for b in bands], np.float64)[:, None, None]
         elif alpha and all(MaskFlags.alpha in f for f in flags):  # valid where every pixel averaged in is
             both = ds.read([*bands, alpha], **{**kwargs, "out_shape": (len(bands) + 1, h, w)})
-            data, masks = both[:-1], both[-1:] == both[-1].max()
+            return both[:-1], both[-1:], True
         else:
             data = ds.read(bands, **kwargs)
             masks = ds.read_masks(bands, **{**kwargs, "resampling": Resampling.nearest})
     except RasterioIOError as exc:
         raise RasterReadError(f"read failed ({_one_line(exc)})", ds.name) from exc
-    valid = np.all(masks > 0, axis=0)
-    if np.issubdtype(data.dtype, np.floating):  # NaN or inf is no data, whatever the nodata tag says
-        valid &= np.all(np.isfinite(data), axis=0)
-    if all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in bands):
-        valid &= ~edge_fill(data)
-    if mask is not None:
-        valid &= ~mask.excluded((ds.width, ds.height), window, out_shape)
-    return data, valid
+    return data, masks, False
 
 
 def edge_fill(data: np.ndarray) -> np.ndarray:

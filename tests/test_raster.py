@@ -170,6 +170,27 @@ def test_a_reference_in_another_crs_is_read_in_the_target_s_with_its_mask(tmp_pa
     assert (excluded[inside] == expected[inside]).mean() > 0.99
 
 
+def test_a_coarse_read_of_a_warped_reference_in_strips_equals_one_read(tmp_path, scene, monkeypatch):
+    from rasterio.warp import calculate_default_transform, reproject
+    from rasterio.windows import Window
+
+    data, t = crop(scene, 0, 0, 800)
+    mercator = CRS.from_epsg(3857)
+    transform, w, h = calculate_default_transform(scene.crs, mercator, 800, 800,
+                                                  *rasterio.transform.array_bounds(800, 800, t))
+    warped = np.zeros((3, h, w), np.uint16)
+    reproject(data, warped, src_transform=t, src_crs=scene.crs, dst_transform=transform, dst_crs=mercator)
+    ref = write_tif(tmp_path / "mercator.tif", warped, transform, mercator)
+    with warping.reference_in_crs(str(ref), scene.crs) as (path, _), rasterio.open(path) as ds:
+        window, shape = Window(3, 5, ds.width - 9, ds.height - 11), (ds.height // 2, ds.width // 2)
+        assert shape[0] > raster.VRT_STRIP_ROWS  # two strips
+        in_strips, valid_in_strips = raster._read(ds, [1, 2, 3], window, shape)
+        monkeypatch.setattr(raster, "VRT_STRIP_ROWS", 10**6)
+        at_once, valid_at_once = raster._read(ds, [1, 2, 3], window, shape)
+    assert (in_strips != at_once).mean() < 1e-3  # a few pixels where the strips meet
+    assert (valid_in_strips != valid_at_once).mean() < 1e-3 and 0.5 < valid_at_once.mean() < 1
+
+
 @pytest.mark.parametrize("masked_by", ["nodata", "alpha"])
 def test_a_coarse_read_takes_its_mask_from_the_coarse_data(tmp_path, scene, masked_by):
     from rasterio.enums import ColorInterp
