@@ -55,6 +55,7 @@ ALIGN_REFUSED_BEFORE_WORK = {
     "max-shift inf": (["--max-shift", "inf"], ["--max-shift", "not a finite number"]),
     "max-shift negative": (["--max-shift", "-5"], ["--max-shift", "out of range"]),
     "threshold zero": (["--threshold", "0"], ["--threshold", "out of range"]),
+    "max-repeat above 1": (["--max-repeat", "1.5"], ["--max-repeat", "out of range"]),
     "approx-center off the globe": (["--approx-center", "999", "999"], ["--approx-center", "longitude"]),
     "unknown CRS": (["--target-crs", "EPSG:99999999"], ["--target-crs", "not a CRS"]),
     "weights for sift": (["--matcher", "sift", "--weights", "x.pt"], ["--weights does not apply to sift"]),
