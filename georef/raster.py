@@ -383,13 +383,13 @@ def _read(
         # A resampled read goes band by band; through a warped VRT each band warps the blocks again once the
         # source's decoded blocks have pushed the first band's out of GDAL's cache (the chip of a whole tile
         # in another CRS: 15 s, against 3.8 s in strips whose blocks stay cached).
-        step = window.height / h
-        strips = [_read_bands(ds, bands, Window(window.col_off, window.row_off + top * step, window.width,
-                                                 (min(h, top + VRT_STRIP_ROWS) - top) * step),
-                              (min(h, top + VRT_STRIP_ROWS) - top, w))
-                  for top in range(0, h, VRT_STRIP_ROWS)]
-        data, masks = (np.concatenate(parts, axis=1) for parts in list(zip(*strips))[:2])
-        full_only = strips[0][2]
+        step, parts = window.height / h, []
+        for top in range(0, h, VRT_STRIP_ROWS):
+            rows = min(VRT_STRIP_ROWS, h - top)
+            strip = Window(window.col_off, window.row_off + top * step, window.width, rows * step)
+            parts.append(_read_bands(ds, bands, strip, (rows, w)))
+        data, masks = (np.concatenate([part[i] for part in parts], axis=1) for i in (0, 1))
+        full_only = parts[0][2]
     else:
         data, masks, full_only = _read_bands(ds, bands, window, out_shape)
     valid = np.all(masks == masks.max() if full_only else masks > 0, axis=0)

@@ -70,6 +70,8 @@ def strongest_repeat(image: MatchImage, reach_px: float) -> Repeat:
     _, lobes = cv2.connectedComponents((correlation > LOBE_LEVEL).astype(np.uint8), connectivity=8)
     local_max = correlation >= cv2.dilate(correlation, np.ones((3, 3), np.uint8))
     others = np.where(local_max & (lobes != lobes[reach, reach]), correlation, 0.0)
+    if others.max() <= 0:
+        return Repeat(0.0, (0, 0))
     # Of the peaks about as strong as the strongest (every copy of an exact repeat), the nearest: the period.
     rows, cols = np.nonzero(others >= others.max() - TIE)
     nearest = np.argmin(np.hypot(rows - reach, cols - reach))
