@@ -183,9 +183,14 @@ def test_a_coarse_read_of_a_warped_reference_in_strips_equals_one_read(tmp_path,
     ref = write_tif(tmp_path / "mercator.tif", warped, transform, mercator)
     with warping.reference_in_crs(str(ref), scene.crs) as (path, _), rasterio.open(path) as ds:
         window, shape = Window(3, 5, ds.width - 9, ds.height - 11), (ds.height // 2, ds.width // 2)
-        assert shape[0] > raster.VRT_STRIP_ROWS  # two strips
+        assert shape[0] > raster.STRIP_ROWS  # two strips
+        monkeypatch.setattr(raster, "STRIP_SOURCE_BYTES", 0)  # as if the tile were large
+        reads = []
+        read_bands = raster._read_bands
+        monkeypatch.setattr(raster, "_read_bands", lambda *args: reads.append(args[3]) or read_bands(*args))
         in_strips, valid_in_strips = raster._read(ds, [1, 2, 3], window, shape)
-        monkeypatch.setattr(raster, "VRT_STRIP_ROWS", 10**6)
+        assert [rows for rows, _ in reads] == [raster.STRIP_ROWS, shape[0] - raster.STRIP_ROWS]
+        monkeypatch.setattr(raster, "STRIP_ROWS", 10**6)
         at_once, valid_at_once = raster._read(ds, [1, 2, 3], window, shape)
     assert (in_strips != at_once).mean() < 1e-3  # a few pixels where the strips meet
     assert (valid_in_strips != valid_at_once).mean() < 1e-3 and 0.5 < valid_at_once.mean() < 1
