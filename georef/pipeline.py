@@ -91,13 +91,17 @@ class Scene:
     search: Search
     placed: np.ndarray
 
+    @property
+    def metres_per_px(self) -> float:
+        """Ground size of a pixel of ``target`` and ``chip``."""
+        return self.pixel_size * self.frame.metres_per_unit
+
     @cached_property
     def repeat(self) -> Repeat:
         """The target's strongest repeat within reach of the search (:mod:`georef.repeats`), in pixels of
         ``target``."""
         reach_m = self.search.reach_m()
-        metres_per_px = self.pixel_size * self.frame.metres_per_unit
-        return strongest_repeat(self.target, math.inf if reach_m is None else reach_m / metres_per_px)
+        return strongest_repeat(self.target, math.inf if reach_m is None else reach_m / self.metres_per_px)
 
     def refine_scales(self, decimation: float = 1.0) -> tuple[float, float]:
         """Pixels of the image refined per pixel of the coarser and of the finer input, each at least 1.
@@ -342,10 +346,10 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
     """
     if options.rotation_search or not options.refine.enabled:
         return None
-    frame, target, chip = scene.frame, scene.target, scene.chip
+    target, chip = scene.target, scene.chip
     claimed = np.linalg.inv(chip.to_world) @ scene.placed @ target.to_world
     with stages.stage("correlate"):
-        margin_px = scene.margin_m / (scene.pixel_size * frame.metres_per_unit)
+        margin_px = scene.margin_m / scene.metres_per_px
         offset = correlate.find_offset(target, chip, claimed, margin_px)
     scale, window_scale = scene.refine_scales()
     settings = options.refine.at_scale(scale, min(target.shape), window_scale)
@@ -672,7 +676,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),
                         options.refine.enabled and options.gate.confirm, repeat.peak,
-                        float(np.hypot(*repeat.shift)) * scene.pixel_size * frame.metres_per_unit)
+                        float(np.hypot(*repeat.shift)) * scene.metres_per_px)
     quality = assess(evidence, _placement(transform, scene, options), frame.size, metres_per_px,
                      options.gate)
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.
