@@ -234,8 +234,31 @@ def benchmark(
 ) -> dict:
     """Build the cases, run them, and write ``cases.csv``, ``summary.json``, plots and ``report.md``."""
     out_dir = Path(out_dir)
-    options = options or AlignOptions()
     cases = build_cases(pairs, out_dir / "cases", spec or CaseSpec())
+    return run_and_report(cases, out_dir, matchers, models, thresholds, options, command, show, peers)[0]
+
+
+def run_and_report(
+    cases: list[Case],
+    out_dir: Path,
+    matchers: list[str] = ("xfeat",),
+    models: list[str] = ("auto",),
+    thresholds: list[float] = (),
+    options: AlignOptions | None = None,
+    command: str = "",
+    show: list[str] | None = None,
+    peers: list[str] = (),
+) -> tuple[dict, list[dict]]:
+    """:func:`run_benchmark`, then the report.
+
+    Returns:
+        The summary, and the rows it summarises: those of ``cases`` and of its settings with a true error (a
+        resumed folder's ``cases.csv`` may hold others).
+    """
+    options = options or AlignOptions()
     summary = run_benchmark(cases, list(matchers), out_dir, list(models), list(thresholds), options, peers=peers)
-    write_report(summary, read_rows(out_dir), cases, out_dir, command, show, options.threshold_px)
-    return summary
+    rows = read_rows(out_dir)
+    write_report(summary, rows, cases, out_dir, command, show, options.threshold_px)
+    names = {c.name for c in cases}
+    return summary, [r for r in rows if r["case"] in names and has_error(r)
+                     and row_key(r["matcher"], r["model"], r["threshold"], r["group"]) in summary["settings"]]

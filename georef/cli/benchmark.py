@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +43,19 @@ def _range(ctx, param, value):
     if not 0 < low <= high < 1:
         raise click.BadParameter(f"{value!r}: shares must satisfy 0 < LOW <= HIGH < 1")
     return (low, high)
+
+
+def _seeds(ctx, param, value):
+    """``N``, ``A-B`` or ``A,B,...`` -> a list of distinct non-negative seeds, in order."""
+    seeds = []
+    for item in str(value).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", item)
+        if not match:
+            raise click.BadParameter(f"{item.strip()!r} is not a non-negative seed N or range A-B (e.g. 0-4 or 0,3,7)")
+        seeds += range(int(match[1]), int(match[2] or match[1]) + 1)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{value!r}: a range runs upwards, and no seed comes twice")
+    return seeds
 
 
 def _seasons(ctx, param, value):
@@ -87,7 +101,9 @@ def _seasons(ctx, param, value):
               help="warp: the target's empty corners as an internal mask, as nodata 0, or as plain 0.")
 @click.option("--strip", type=click.IntRange(min=0), default=0, show_default=True,
               help="warp: N cases per tile on its 512 x 5120 strip of subtiles (coarse to fine).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", "seeds", callback=_seeds, default="0", show_default=True,
+              help="Seed of the cases' draws; several (0-4 or 0,3,7): each run in OUT/seed-N and pooled in "
+                   "OUT/seeds.md.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the first N pairs.")
 @click.option("--show", help="Comma-separated case names to draw [default: two worst, two best].")
 @click.option("--refine-lowpass", type=options.Finite(0, 0.5, low_open=True), default=RefineOptions.lowpass_sigma,
@@ -99,7 +115,7 @@ def _seasons(ctx, param, value):
 @options.device
 def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case_kind, max_shift_px,
               max_rotation, max_scale, perspective, max_shift_m, target_res, reference_res, reference_crs, crop,
-              occlusion, overlap, border, strip, seed, limit, show, refine_lowpass, peers, weights, device):
+              occlusion, overlap, border, strip, seeds, limit, show, refine_lowpass, peers, weights, device):
     """Align the cases of PAIRS and measure their true error.
 
     PAIRS is a folder in the s2-seasons layout (with manifest.json), or a CSV
@@ -109,7 +125,9 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     from georef.benchmark.cases import CaseSpec, WarpSpec
     from georef.benchmark.regimes import Regime
     from georef.benchmark.run import benchmark as run
+    from georef.benchmark.seeds import run_seeds
 
+    seed = seeds[0]
     base = AlignOptions(seed=seed, weights=weights, device=device, refine=RefineOptions(lowpass_sigma=refine_lowpass))
     spec = CaseSpec(
         kind=case_kind, seasons=seasons, tiles=tiles.split(",") if tiles else None, seed=seed, limit=limit,
@@ -118,8 +136,17 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
                       reference_crs),
         strip=strip,
     )
+    command = "georef " + " ".join(sys.argv[1:])
+    if len(seeds) > 1:
+        pooled = run_seeds(pairs, out_dir, seeds, spec, matchers, models, thresholds, base, command, peers)
+        for key, s in pooled["settings"].items():
+            per_seed = " / ".join(f"{v:.0%}" for v in s["per_seed"].values())
+            click.echo(f"{key}: {s['cases']} cases, accepted <1px {s['accepted_within_1px']:.0%} "
+                       f"(seeds: {per_seed}), wrong but accepted {s['wrong_but_accepted']}")
+        click.echo(f"report: {Path(out_dir) / 'seeds.md'}")
+        return
     summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
-                  command="georef " + " ".join(sys.argv[1:]), show=show.split(",") if show else None, peers=peers)
+                  command=command, show=show.split(",") if show else None, peers=peers)
     for key, s in summary["settings"].items():
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
