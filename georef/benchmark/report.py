@@ -221,7 +221,7 @@ def plot_calibration(rows: list[dict], keys: list[str], path: Path) -> Path:
             top = max(top, float(np.nanmax(pairs[np.isfinite(pairs)])))
     ax.plot([0, top], [0, top], "k--", lw=0.8, label="true = estimate")
     ax.set(xlabel="estimated CE90 at the corners, px", ylabel="true error at the corners, px", xscale="log",
-           yscale="log", title="calibration: below the line, the estimate covers the error")
+           yscale="log", title="calibration: below the line,\nthe estimate covers the error")
     return _save(fig, ax, path, 7)
 
 

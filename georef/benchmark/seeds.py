@@ -3,7 +3,8 @@
 Thirty cases put a share within 1 px to a few points (one case is 3.3 points), and a change between two
 runs of other seeds can be the draw alone. Each seed's run is an ordinary benchmark folder
 (``OUT/seed-N``, with its own report, and resumed like one); ``OUT/seeds.md`` and ``OUT/seeds.json``
-give the share of every seed beside the shares pooled over all of them.
+give the share of every seed beside the shares pooled over all of them, and ``cdf.png`` and
+``calibration.png`` plot every seed's cases together.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from georef.benchmark.cases import CaseSpec, build_cases
 from georef.benchmark.consistency import split_name
 from georef.benchmark.layout import row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, summarise_rows
+from georef.benchmark.report import plot_calibration, plot_cdf
 from georef.benchmark.run import run_and_report
 from georef.options import AlignOptions
 
@@ -52,7 +54,11 @@ def run_seeds(
                                          f"{command} (seed {seed})", peers=peers)
     pooled = pool(scored)
     (out_dir / "seeds.json").write_text(json.dumps(pooled, indent=1))
-    write_markdown(pooled, out_dir / "seeds.md", command)
+    every = [r for rows in scored.values() for r in rows]
+    keys = list(pooled["settings"])
+    images = [plot_cdf(every, keys, out_dir / "cdf.png").name,
+              plot_calibration(every, keys, out_dir / "calibration.png").name]
+    write_markdown(pooled, out_dir / "seeds.md", command, images)
     return pooled
 
 
@@ -89,8 +95,8 @@ def _share(value: float) -> str:
     return "-" if value != value else f"{value:.0%}"
 
 
-def write_markdown(pooled: dict, path: Path, command: str) -> Path:
-    """``seeds.md``: per setting, the share of each seed and the pooled shares."""
+def write_markdown(pooled: dict, path: Path, command: str, images: list[str] = ()) -> Path:
+    """``seeds.md``: per setting, the share of each seed and the pooled shares; then ``images``."""
     seeds = " / ".join(str(s) for s in pooled["seeds"])
     tiles = sorted({t for e in pooled["settings"].values() for t in e.get("per_tile", {})})
     head = ["setting", "cases", f"accepted < 1 px, seeds {seeds}"] + [f"< {t:g} px" for t in THRESHOLDS_PX[:3]] + [
@@ -116,5 +122,6 @@ def write_markdown(pooled: dict, path: Path, command: str) -> Path:
         if tiles:
             cells.append(" / ".join(_share(e.get("per_tile", {}).get(t, float("nan"))) for t in tiles))
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *[f"![{name}]({name})" for name in images]]
     path.write_text("\n".join([*lines, ""]))
     return path

@@ -72,3 +72,5 @@ def test_seeds_run_as_separate_runs_would(tmp_path):
     assert errors(tmp_path / "pooled" / "seed-0")[1] != pytest.approx(alone, abs=1e-3)  # another draw
     assert (tmp_path / "pooled" / "seed-0" / "report.md").is_file()
     assert "seeds 0 / 3" in (tmp_path / "pooled" / "seeds.md").read_text()
+    for name in ("cdf.png", "calibration.png"):
+        assert (tmp_path / "pooled" / name).stat().st_size > 1000, name
