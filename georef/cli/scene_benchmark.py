@@ -18,9 +18,12 @@ from georef.options import AlignOptions, TileOptions
               help="The s2-seasons folder (needed for --source s2-seasons).")
 @options.matcher
 @options.jobs
-@click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True)
-@click.option("--tile-size", type=click.IntRange(min=64), default=TileOptions.size, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--max-windows", type=click.IntRange(min=1), default=TileOptions.max_windows, show_default=True,
+              help="Most windows of the full-resolution pass matched (as georef align's).")
+@click.option("--tile-size", type=click.IntRange(min=64), default=TileOptions.size, show_default=True,
+              help="Window side of the full-resolution pass, px (as georef align's).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the s2-seasons mosaic's layout of subtiles.")
 @click.option("--reference-crs", callback=options.crs_option, metavar="CRS",
               help="Align against the reference reprojected to this CRS (e.g. EPSG:3857; a GeoTIFF, built once) "
                    "[default: the tile's].")

@@ -25,3 +25,19 @@ def test_help_imports_no_heavy_module():
     result = json.loads(out.stdout.splitlines()[-1])
     assert len(result["codes"]) >= 10 and set(result["codes"].values()) == {0}, result["codes"]
     assert result["loaded"] == []
+
+
+def test_every_option_says_what_it_does():
+    import click
+
+    from georef.cli.main import cli
+
+    ctx = click.Context(cli)
+    silent = []
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        subs = [(f"{name} {s}", command.get_command(ctx, s)) for s in command.list_commands(ctx)] \
+            if isinstance(command, click.Group) else [(name, command)]
+        silent += [f"{path} {param.opts[0]}" for path, sub in subs for param in sub.params
+                   if isinstance(param, click.Option) and not param.help and not param.hidden]
+    assert not silent
