@@ -159,8 +159,8 @@ def tile_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str
                 x, y = np.round(mean, 2) + 0.0  # no "-0.00"
                 offset = [f"{x:+.2f}", f"{y:+.2f}", f"{spread:.2f}"]
             lines.append(
-                f"| {key} | {tile} | {e['cases']} | {e['within_1px']:.0%} | {_share(e['accepted_within_1px'])} | "
-                f"{e['refused']} | **{e['wrong_but_accepted']}** | {_share(e.get('within_estimate'))} | "
+                f"| {key} | {tile} | {e['cases']} | {e['within_1px']:.0%} | {share_text(e['accepted_within_1px'])} | "
+                f"{e['refused']} | **{e['wrong_but_accepted']}** | {share_text(e.get('within_estimate'))} | "
                 f"{e['median_px']:.2f} | " + " | ".join(offset) + " |")
     return [*lines, ""]
 
@@ -198,12 +198,13 @@ def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> l
             a, via, b = c.loop.split("->")
             direct, composed = mean[c.tile, f"{a}->{b}"], mean[c.tile, f"{a}->{via}"] + mean[c.tile, f"{via}->{b}"]
             lines.append(f"| {setting} | {c.tile} | {c.loop} | {c.cases} | {c.median_px:.2f} | "
-                         f"{_share(c.within_estimate)} | "
+                         f"{share_text(c.within_estimate)} | "
                          f"({direct[0]:+.2f}, {direct[1]:+.2f}) | ({composed[0]:+.2f}, {composed[1]:+.2f}) |")
     return [*lines, ""]
 
 
-def _share(value: float | None) -> str:
+def share_text(value: float | None) -> str:
+    """A share as a whole percentage; "-" where there is none."""
     return "-" if value is None or not math.isfinite(value) else f"{value:.0%}"
 
 
@@ -247,9 +248,9 @@ def write_markdown(summary: dict, path: Path, command: str, images: list[str], e
     for key, e in entries.items():
         cells = [key, str(e["cases"])] + [f"{e[f'within_{t:g}px']:.0%}" for t in THRESHOLDS_PX] + [
             f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", f"{e[f'auc_{CDF_MAX_PX:g}px']:.3f}",
-            f"{e['accepted']}", _share(e.get("accepted_within_1px")), f"{e['refused']}",
+            f"{e['accepted']}", share_text(e.get("accepted_within_1px")), f"{e['refused']}",
             f"**{e['wrong_but_accepted']}**",
-            _share(e.get("within_estimate")), f"{e.get('median_estimate_px', float('nan')):.2f}",
+            share_text(e.get("within_estimate")), f"{e.get('median_estimate_px', float('nan')):.2f}",
             f"{e['median_inliers']:.0f}", f"{e['median_inlier_ratio']:.2f}", f"{e['median_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *extra, *[f"![{name}]({name})" for name in images], ""]

@@ -17,7 +17,7 @@ from georef.benchmark.cases import CaseSpec, build_cases
 from georef.benchmark.consistency import split_name
 from georef.benchmark.layout import row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, summarise_rows
-from georef.benchmark.report import plot_calibration, plot_cdf
+from georef.benchmark.report import plot_calibration, plot_cdf, share_text
 from georef.benchmark.run import run_and_report
 from georef.options import AlignOptions
 
@@ -91,10 +91,6 @@ def pool(scored: dict[int, list[dict]]) -> dict:
     return {"seeds": list(scored), "settings": settings}
 
 
-def _share(value: float) -> str:
-    return "-" if value != value else f"{value:.0%}"
-
-
 def write_markdown(pooled: dict, path: Path, command: str, images: list[str] = ()) -> Path:
     """``seeds.md``: per setting, the share of each seed and the pooled shares; then ``images``."""
     seeds = " / ".join(str(s) for s in pooled["seeds"])
@@ -115,12 +111,12 @@ def write_markdown(pooled: dict, path: Path, command: str, images: list[str] = (
         "| " + " | ".join("---" for _ in head) + " |",
     ]
     for key, e in pooled["settings"].items():
-        cells = [key, str(e["cases"]), " / ".join(_share(v) for v in e["per_seed"].values())]
-        cells += [_share(e[f"within_{t:g}px"]) for t in THRESHOLDS_PX[:3]]
-        cells += [f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", _share(e["accepted_within_1px"]), str(e["refused"]),
-                  f"**{e['wrong_but_accepted']}**", _share(e.get("within_estimate", float("nan")))]
+        cells = [key, str(e["cases"]), " / ".join(share_text(v) for v in e["per_seed"].values())]
+        cells += [share_text(e[f"within_{t:g}px"]) for t in THRESHOLDS_PX[:3]]
+        cells += [f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", share_text(e["accepted_within_1px"]), str(e["refused"]),
+                  f"**{e['wrong_but_accepted']}**", share_text(e.get("within_estimate", float("nan")))]
         if tiles:
-            cells.append(" / ".join(_share(e.get("per_tile", {}).get(t, float("nan"))) for t in tiles))
+            cells.append(" / ".join(share_text(e.get("per_tile", {}).get(t, float("nan"))) for t in tiles))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *[f"![{name}]({name})" for name in images]]
     path.write_text("\n".join([*lines, ""]))
