@@ -37,6 +37,7 @@ def run_seeds(
     thresholds: list[float] = (),
     options: AlignOptions | None = None,
     command: str = "",
+    show: list[str] | None = None,
     peers: list[str] = (),
 ) -> dict:
     """Run the benchmark once per seed (cases drawn and RANSAC seeded with it) and pool the results.
@@ -51,7 +52,7 @@ def run_seeds(
         folder = seed_folder(out_dir, seed)
         cases = build_cases(pairs, folder / "cases", replace(spec, seed=seed))
         _, scored[seed] = run_and_report(cases, folder, matchers, models, thresholds, replace(options, seed=seed),
-                                         f"{command} (seed {seed})", peers=peers)
+                                         f"{command} (seed {seed})", show, peers)
     pooled = pool(scored)
     (out_dir / "seeds.json").write_text(json.dumps(pooled, indent=1))
     every = [r for rows in scored.values() for r in rows]
@@ -114,9 +115,9 @@ def write_markdown(pooled: dict, path: Path, command: str, images: list[str] = (
         cells = [key, str(e["cases"]), " / ".join(share_text(v) for v in e["per_seed"].values())]
         cells += [share_text(e[f"within_{t:g}px"]) for t in THRESHOLDS_PX[:3]]
         cells += [f"{e['median_px']:.2f}", f"{e['p90_px']:.2f}", share_text(e["accepted_within_1px"]), str(e["refused"]),
-                  f"**{e['wrong_but_accepted']}**", share_text(e.get("within_estimate", float("nan")))]
+                  f"**{e['wrong_but_accepted']}**", share_text(e.get("within_estimate"))]
         if tiles:
-            cells.append(" / ".join(share_text(e.get("per_tile", {}).get(t, float("nan"))) for t in tiles))
+            cells.append(" / ".join(share_text(e.get("per_tile", {}).get(t)) for t in tiles))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *[f"![{name}]({name})" for name in images]]
     path.write_text("\n".join([*lines, ""]))

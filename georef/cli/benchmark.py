@@ -137,8 +137,9 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
         strip=strip,
     )
     command = "georef " + " ".join(sys.argv[1:])
+    show = show.split(",") if show else None
     if len(seeds) > 1:
-        pooled = run_seeds(pairs, out_dir, seeds, spec, matchers, models, thresholds, base, command, peers)
+        pooled = run_seeds(pairs, out_dir, seeds, spec, matchers, models, thresholds, base, command, show, peers)
         for key, s in pooled["settings"].items():
             per_seed = " / ".join(f"{v:.0%}" for v in s["per_seed"].values())
             click.echo(f"{key}: {s['cases']} cases, accepted <1px {s['accepted_within_1px']:.0%} "
@@ -146,7 +147,7 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
         click.echo(f"report: {Path(out_dir) / 'seeds.md'}")
         return
     summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
-                  command=command, show=show.split(",") if show else None, peers=peers)
+                  command=command, show=show, peers=peers)
     for key, s in summary["settings"].items():
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
