@@ -22,7 +22,12 @@ where no refinement ran):
   content and where the fit puts it. Two scenes of different dates do not place
   every edge at the same spot (snow edges, shadows, growth); where they disagree
   locally by a pixel, content alone cannot pin the whole image closer than that,
-  and no resampling of one pair can see an offset the whole scene shares;
+  and no resampling of one pair can see an offset the whole scene shares.
+  Where the inputs' pixels differ, the windows measure at the coarser one, and
+  their distances grow with it (each window's noise is a share of the pixel it
+  measures in), while an offset of the ground's content does not: the distance
+  is counted in pixels of the finer input (a third of it for a 30 m input
+  against a 10 m one);
 - for a shift, the corners' distance to the similarity fitted to the same
   measurements: the rotation and scale that the choice of a shift left out.
   The first term of a shift is that of the similarity as well: a shift is
@@ -60,7 +65,8 @@ class Accuracy:
             (of a similarity, for a shift).
         covariance_ce90_px: the same percentile where the fit's parameters vary as its least-squares
             covariance says (of a similarity, for a shift).
-        disagreement_px: median distance of every measurement from where the fit puts it.
+        disagreement_px: median distance of every measurement from where the fit puts it, counted in pixels of
+            the finer input.
         model_px: for a shift, the corners' mean distance to a similarity of the same measurements; else 0.
         measurements: measurements used (windows or tie points).
         blocks: spatial blocks holding the inliers.
@@ -194,7 +200,8 @@ def covariance_spread(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, mod
 
 
 def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, size: tuple[int, int],
-             metres_per_px: float, source: str, blocks: int = 4, shared: float = 1.0) -> Accuracy | None:
+             metres_per_px: float, source: str, blocks: int = 4, shared: float = 1.0,
+             finer_share: float = 1.0) -> Accuracy | None:
     """The estimated CE90 at the corners; None where the inliers are too few to resample.
 
     Args:
@@ -206,6 +213,8 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
         metres_per_px: ground size of a target pixel.
         source: what the measurements are, for the report.
         shared: measurements per independent one (see :func:`covariance_spread`).
+        finer_share: the finer input's pixel over the coarser input's (1 for inputs of one pixel size):
+            the disagreement, measured at the coarser, is counted in pixels of the finer.
     """
     width, height = size
     # A shift is chosen where the measurements cannot tell a rotation or scale from their noise; the corners
@@ -219,7 +228,7 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
     fit_ce90 = max(bootstrap_ce90, covariance_ce90)
     spec = MODELS[model if model in MATRIX_MODELS else "poly3"]
     fitted = spec.fit(src[inliers], dst[inliers])
-    disagreement = float(np.median(np.linalg.norm(fitted.apply(src) - dst, axis=1)))
+    disagreement = finer_share * float(np.median(np.linalg.norm(fitted.apply(src) - dst, axis=1)))
     model_term = 0.0
     if model == "shift":
         corners = geometry.corners(width, height)

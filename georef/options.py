@@ -69,7 +69,8 @@ class QualityGate:
             fit rests on must span (each window counted with its footprint). A fit from a narrow
             strip puts the far corners several strips away, and the estimate's few resampled
             blocks do not see what that extrapolation costs.
-        max_rmse_px: largest RMSE of the inlier tie points' residuals, target pixels.
+        max_rmse_px: largest RMSE of the inlier tie points' residuals, target pixels, or pixels of the
+            reference where it is the coarser input.
         max_scale_change: largest relative change of pixel size against the
             target's own georeference (0.2 = 20 %).
         max_repeat: largest correlation of the target's content with itself shifted within reach of the

@@ -96,6 +96,11 @@ class Scene:
         """Ground size of a pixel of ``target`` and ``chip``."""
         return self.pixel_size * self.frame.metres_per_unit
 
+    @property
+    def coarser_target_px(self) -> float:
+        """The coarser input's pixel, in target pixels (1 where the target is the coarser)."""
+        return self.coarser_px / geometry.pixel_scale(self.placed)
+
     @cached_property
     def repeat(self) -> Repeat:
         """The target's strongest repeat within reach of the search (:mod:`georef.repeats`), in pixels of
@@ -671,12 +676,13 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
                                                 np.ones(int(inliers.sum()), bool), "tie points",
                                                 tuple(frame_size * working_px))
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
-                                 measured.source, shared=measured.shared)
+                                 measured.source, shared=measured.shared,
+                                 finer_share=scene.finer_px / scene.coarser_px)
     repeat = scene.repeat
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),
                         options.refine.enabled and options.gate.confirm, repeat.peak,
-                        float(np.hypot(*repeat.shift)) * scene.metres_per_px)
+                        float(np.hypot(*repeat.shift)) * scene.metres_per_px, scene.coarser_target_px)
     quality = assess(evidence, _placement(transform, scene, options), frame.size, metres_per_px,
                      options.gate)
     # Compared in working pixel -> reference-grid pixel space, where shift and similarity make sense.

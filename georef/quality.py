@@ -90,6 +90,8 @@ class Evidence:
         confirmation_required: the refinement's windows must confirm the fit.
         repeat, repeat_m: the target's strongest repeat within reach of the search, and its distance in
             metres (:attr:`Quality.repeat`).
+        coarser_px: the coarser input's pixel, in target pixels (1 where the target is the coarser): tie
+            points sit no closer than a fraction of it, so the RMSE limit counts in its pixels.
     """
 
     target_px: np.ndarray
@@ -103,6 +105,7 @@ class Evidence:
     confirmation_required: bool = False
     repeat: float = 0.0
     repeat_m: float = 0.0
+    coarser_px: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -171,8 +174,9 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
     if evidence.span < gate.min_span:
         reasons.append(f"rests on measurements spanning {evidence.span:.0%} of the target's width or height "
                        f"(< {gate.min_span:.0%}): its corners lie too far outside them")
-    if rmse > gate.max_rmse_px:
-        reasons.append(f"tie-point RMSE {rmse:.2f} px > {gate.max_rmse_px:g} px")
+    max_rmse = gate.max_rmse_px * max(1.0, evidence.coarser_px)
+    if rmse > max_rmse:
+        reasons.append(f"tie-point RMSE {rmse:.2f} px > {max_rmse:.3g} px")
     if evidence.repeat > gate.max_repeat:
         reasons.append(f"its content repeats {evidence.repeat_m:.0f} m away (self-correlation {evidence.repeat:.2f} "
                        f"> {gate.max_repeat:g}), within reach of the search: a copy there fits as well")

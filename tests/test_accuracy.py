@@ -114,3 +114,15 @@ def test_a_shift_chosen_over_noise_is_priced_with_the_rotation_and_scale_it_leav
         estimate = accuracy.estimate(src, dst, inliers, "shift", (size, size), 10.0, "windows", shared=4.0)
         covered.append(estimate.ce90_px >= error)
     assert np.mean(covered) >= 0.7
+
+
+def test_the_disagreement_of_a_coarser_input_counts_in_pixels_of_the_finer():
+    src = _grid(16, SIZE, 16, SIZE)
+    dst = geometry.apply(_truth(), src) + np.random.default_rng(5).normal(0, 1.5, src.shape)
+    inliers = np.ones(len(src), bool)
+    same = accuracy.estimate(src, dst, inliers, "similarity", (SIZE, SIZE), 10.0, "windows")
+    coarser = accuracy.estimate(src, dst, inliers, "similarity", (SIZE, SIZE), 10.0, "windows", finer_share=1 / 3)
+    assert coarser.disagreement_px == pytest.approx(same.disagreement_px / 3)
+    assert coarser.fit_ce90_px == same.fit_ce90_px
+    assert coarser.ce90_px == pytest.approx(np.hypot(coarser.fit_ce90_px, coarser.disagreement_px))
+    assert coarser.ce90_px < same.ce90_px

@@ -5,7 +5,7 @@ from georef.quality import Evidence, Placement, assess, coverage
 
 
 def _assess(residual_px=None, support=150, log_nfa=-300.0, window_log_nfa=-40.0, ce90_px=0.6, outside_m=0.0,
-            scale_change=0.01, span=0.9, repeat=0.3):
+            scale_change=0.01, span=0.9, repeat=0.3, coarser_px=1.0):
     rng = np.random.default_rng(0)
     evidence = Evidence(
         target_px=rng.uniform(0, 512, (200, 2)),
@@ -19,6 +19,7 @@ def _assess(residual_px=None, support=150, log_nfa=-300.0, window_log_nfa=-40.0,
         confirmation_required=True,
         repeat=repeat,
         repeat_m=370.0,
+        coarser_px=coarser_px,
     )
     return assess(evidence, Placement(250.0, scale_change, outside_m), (512, 512), 10.0, QualityGate())
 
@@ -48,3 +49,9 @@ def test_each_gate_reason():
                                             "reach of the search: a copy there fits as well"]
     assert _assess(span=0.19).reasons == ["rests on measurements spanning 19% of the target's width or height "
                                           "(< 20%): its corners lie too far outside them"]
+
+
+def test_the_rmse_limit_counts_in_pixels_of_a_coarser_reference():
+    # Tie points against a 30 m reference sit no closer than a share of its pixel: three target pixels.
+    assert _assess(residual_px=np.full(200, 1.8), coarser_px=3.0).passed
+    assert _assess(residual_px=np.full(200, 4.8), coarser_px=3.0).reasons == ["tie-point RMSE 4.80 px > 4.5 px"]

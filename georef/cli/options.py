@@ -144,7 +144,7 @@ _gate_options = [
     click.option("--min-inliers", type=click.IntRange(min=1), default=QualityGate.min_inliers, show_default=True,
                  help="Fewest unguided keypoint inliers (their significance is tested too)."),
     click.option("--max-rmse", type=Finite(0), default=QualityGate.max_rmse_px, show_default=True,
-                 help="Largest RMSE of the tie points' residuals, pixels."),
+                 help="Largest RMSE of the tie points' residuals, target pixels (the reference's where coarser)."),
     click.option("--max-ce90", type=Finite(0, low_open=True), default=QualityGate.max_ce90_px, show_default=True,
                  help="Largest estimated error at the target's corners (CE90), target pixels."),
     click.option("--min-span", type=Finite(0, 1), default=QualityGate.min_span, show_default=True,
