@@ -1,4 +1,6 @@
+import csv
 import json
+import runpy
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from georef import Alignment, AlignOptions, OutputOptions, QualityGate, align_fi
 from georef.errors import OutputExistsError, QualityGateFailed
 from georef.options import RefineOptions
 
-from conftest import crop, write_tif
+from conftest import REPO, crop, write_tif
 
 
 def corner_error_px(transform: np.ndarray, truth: Affine, size: int, pixel: float = 10.0) -> float:
@@ -63,6 +65,21 @@ def test_reference_at_another_resolution(tmp_path, scene):
     tgt = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(90, 60) * truth, scene.crs)
     result = estimate_alignment(tgt, ref)
     assert corner_error_px(result.transform, truth, 512) < 1.0
+
+
+def test_a_real_60_m_band_as_reference_is_accepted_within_a_target_pixel(tmp_path):
+    """A 10 m crop against the scene's own 60 m band (B01): the estimate and the tie points' RMSE limit count
+    the reference's pixels (both refused it when reckoned in target pixels: 2.8 px, RMSE 2.8 px > 1.5 px)."""
+    make = runpy.run_path(str(REPO / "samples" / "make_band_pairs.py"))["make_pairs"]
+    with open(make(tmp_path)) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 54
+    row = next(r for r in rows if r["target"].endswith("b04_crop0.tif") and r["reference"].endswith("s2_B01.jp2"))
+    truth = Affine(*(float(row[k]) for k in "abcdef"))
+    result = estimate_alignment(row["target"], row["reference"])
+    assert result.quality.passed, result.quality.reasons
+    error = corner_error_px(result.transform, truth, 512)
+    assert error < 1.0 and error <= result.accuracy.ce90_px < 2.0
 
 
 @pytest.mark.parametrize("epsg", [32617, 3857])
