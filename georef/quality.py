@@ -72,6 +72,11 @@ def span(points: np.ndarray, width: float, height: float, footprint: float = 0.0
     return float(min(1.0, (extent / (width, height)).min()))
 
 
+#: A reference pixel this many target pixels wide or wider is named where the estimate refuses a fit: its
+#: pixel, not the fit, may be what bounds the accuracy.
+COARSER_HINT = 1.5
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The tie points a fit rests on.
@@ -170,7 +175,9 @@ def assess(evidence: Evidence, placement: Placement, size: tuple[int, int], metr
     if evidence.ce90_px is None:
         reasons.append("too few measurements to estimate its accuracy")
     elif evidence.ce90_px > gate.max_ce90_px:
-        reasons.append(f"estimated error {evidence.ce90_px:.1f} px > {gate.max_ce90_px:g} px at the corners")
+        reasons.append(f"estimated error {evidence.ce90_px:.1f} px > {gate.max_ce90_px:g} px at the corners"
+                       + (f" (a reference pixel is {evidence.coarser_px:.3g} px)"
+                          if evidence.coarser_px >= COARSER_HINT else ""))
     if evidence.span < gate.min_span:
         reasons.append(f"rests on measurements spanning {evidence.span:.0%} of the target's width or height "
                        f"(< {gate.min_span:.0%}): its corners lie too far outside them")

@@ -55,3 +55,5 @@ def test_the_rmse_limit_counts_in_pixels_of_a_coarser_reference():
     # Tie points against a 30 m reference sit no closer than a share of its pixel: three target pixels.
     assert _assess(residual_px=np.full(200, 1.8), coarser_px=3.0).passed
     assert _assess(residual_px=np.full(200, 4.8), coarser_px=3.0).reasons == ["tie-point RMSE 4.80 px > 4.5 px"]
+    assert _assess(ce90_px=5.5, coarser_px=6.0).reasons == [
+        "estimated error 5.5 px > 2 px at the corners (a reference pixel is 6 px)"]
