@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -220,45 +220,46 @@ def read_rows(out_dir: str | Path) -> list[dict]:
     return _read_rows(Path(out_dir) / "cases.csv")
 
 
-def benchmark(
-    pairs: str | Path,
-    out_dir: str | Path,
-    spec=None,
-    matchers: list[str] = ("xfeat",),
-    models: list[str] = ("auto",),
-    thresholds: list[float] = (),
-    options: AlignOptions | None = None,
-    command: str = "",
-    show: list[str] | None = None,
-    peers: list[str] = (),
-) -> dict:
+@dataclass(frozen=True)
+class Settings:
+    """What a benchmark runs on its cases, and how its report is headed.
+
+    Attributes:
+        matchers, models, thresholds: the settings compared (see :func:`run_benchmark`).
+        options: alignment options of every case.
+        peers: other tools run on the same cases (see :mod:`georef.benchmark.peers`).
+        command: the command line, for the report.
+        show: case names to draw in the report; None for the two worst and two best.
+    """
+
+    matchers: tuple[str, ...] = ("xfeat",)
+    models: tuple[str, ...] = ("auto",)
+    thresholds: tuple[float, ...] = ()
+    options: AlignOptions = field(default_factory=AlignOptions)
+    peers: tuple[str, ...] = ()
+    command: str = ""
+    show: tuple[str, ...] | None = None
+
+
+def benchmark(pairs: str | Path, out_dir: str | Path, spec: CaseSpec | None = None,
+              settings: Settings = Settings()) -> dict:
     """Build the cases, run them, and write ``cases.csv``, ``summary.json``, plots and ``report.md``."""
     out_dir = Path(out_dir)
     cases = build_cases(pairs, out_dir / "cases", spec or CaseSpec())
-    return run_and_report(cases, out_dir, matchers, models, thresholds, options, command, show, peers)[0]
+    return run_and_report(cases, out_dir, settings)[0]
 
 
-def run_and_report(
-    cases: list[Case],
-    out_dir: Path,
-    matchers: list[str] = ("xfeat",),
-    models: list[str] = ("auto",),
-    thresholds: list[float] = (),
-    options: AlignOptions | None = None,
-    command: str = "",
-    show: list[str] | None = None,
-    peers: list[str] = (),
-) -> tuple[dict, list[dict]]:
+def run_and_report(cases: list[Case], out_dir: Path, settings: Settings = Settings()) -> tuple[dict, list[dict]]:
     """:func:`run_benchmark`, then the report.
 
     Returns:
         The summary, and the rows it summarises: those of ``cases`` and of its settings with a true error (a
         resumed folder's ``cases.csv`` may hold others).
     """
-    options = options or AlignOptions()
-    summary = run_benchmark(cases, list(matchers), out_dir, list(models), list(thresholds), options, peers=peers)
+    summary = run_benchmark(cases, settings.matchers, out_dir, settings.models, settings.thresholds, settings.options,
+                            peers=settings.peers)
     rows = read_rows(out_dir)
-    write_report(summary, rows, cases, out_dir, command, show, options.threshold_px)
+    write_report(summary, rows, cases, out_dir, settings.command, settings.show, settings.options.threshold_px)
     names = {c.name for c in cases}
     return summary, [r for r in rows if r["case"] in names and has_error(r)
                      and row_key(r["matcher"], r["model"], r["threshold"], r["group"]) in summary["settings"]]

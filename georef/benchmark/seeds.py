@@ -18,8 +18,7 @@ from georef.benchmark.consistency import split_name
 from georef.benchmark.layout import row_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, summarise_rows
 from georef.benchmark.report import plot_calibration, plot_cdf, share_text
-from georef.benchmark.run import run_and_report
-from georef.options import AlignOptions
+from georef.benchmark.run import Settings, run_and_report
 
 
 def seed_folder(out_dir: str | Path, seed: int) -> Path:
@@ -27,39 +26,29 @@ def seed_folder(out_dir: str | Path, seed: int) -> Path:
     return Path(out_dir) / f"seed-{seed}"
 
 
-def run_seeds(
-    pairs: str | Path,
-    out_dir: str | Path,
-    seeds: list[int],
-    spec: CaseSpec | None = None,
-    matchers: list[str] = ("xfeat",),
-    models: list[str] = ("auto",),
-    thresholds: list[float] = (),
-    options: AlignOptions | None = None,
-    command: str = "",
-    show: list[str] | None = None,
-    peers: list[str] = (),
-) -> dict:
+def run_seeds(pairs: str | Path, out_dir: str | Path, seeds: list[int], spec: CaseSpec | None = None,
+              settings: Settings = Settings()) -> dict:
     """Run the benchmark once per seed (cases drawn and RANSAC seeded with it) and pool the results.
 
     Returns:
         The pooled summary (see :func:`pool`), also written to ``seeds.json`` and ``seeds.md``.
     """
     out_dir = Path(out_dir)
-    spec, options = spec or CaseSpec(), options or AlignOptions()
+    spec = spec or CaseSpec()
     scored = {}
     for seed in seeds:
         folder = seed_folder(out_dir, seed)
         cases = build_cases(pairs, folder / "cases", replace(spec, seed=seed))
-        _, scored[seed] = run_and_report(cases, folder, matchers, models, thresholds, replace(options, seed=seed),
-                                         f"{command} (seed {seed})", show, peers)
+        seeded = replace(settings, options=replace(settings.options, seed=seed),
+                         command=f"{settings.command} (seed {seed})")
+        _, scored[seed] = run_and_report(cases, folder, seeded)
     pooled = pool(scored)
     (out_dir / "seeds.json").write_text(json.dumps(pooled, indent=1))
     every = [r for rows in scored.values() for r in rows]
     keys = list(pooled["settings"])
     images = [plot_cdf(every, keys, out_dir / "cdf.png").name,
               plot_calibration(every, keys, out_dir / "calibration.png").name]
-    write_markdown(pooled, out_dir / "seeds.md", command, images)
+    write_markdown(pooled, out_dir / "seeds.md", settings.command, images)
     return pooled
 
 
@@ -74,16 +63,16 @@ def pool(scored: dict[int, list[dict]]) -> dict:
         rows, plus ``per_seed`` (seed -> share of its cases accepted within 1 px) and ``per_tile`` (tile ->
         the same, pooled; where the cases hold several tiles).
     """
-    keys = list(dict.fromkeys(row_key(r["matcher"], r["model"], r["threshold"], r["group"])
-                              for rows in scored.values() for r in rows))
+    by_key: dict[str, dict[int, list[dict]]] = {}
+    for seed, rows in scored.items():
+        for r in rows:
+            by_key.setdefault(row_key(r["matcher"], r["model"], r["threshold"], r["group"]), {}).setdefault(
+                seed, []).append(r)
     settings = {}
-    for key in keys:
-        mine = {seed: [r for r in rows if row_key(r["matcher"], r["model"], r["threshold"], r["group"]) == key]
-                for seed, rows in scored.items()}
+    for key, mine in by_key.items():
         everything = [r for rows in mine.values() for r in rows]
         entry = summarise_rows(everything)
-        entry["per_seed"] = {str(seed): summarise_rows(rows)["accepted_within_1px"]
-                             for seed, rows in mine.items() if rows}
+        entry["per_seed"] = {str(seed): summarise_rows(rows)["accepted_within_1px"] for seed, rows in mine.items()}
         tiles = sorted({split_name(r["case"])[0] for r in everything})
         if len(tiles) > 1:
             entry["per_tile"] = {tile: summarise_rows([r for r in everything if split_name(r["case"])[0] == tile])

@@ -124,7 +124,7 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     """
     from georef.benchmark.cases import CaseSpec, WarpSpec
     from georef.benchmark.regimes import Regime
-    from georef.benchmark.run import benchmark as run
+    from georef.benchmark.run import Settings, benchmark as run
     from georef.benchmark.seeds import run_seeds
 
     seed = seeds[0]
@@ -136,18 +136,18 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
                       reference_crs),
         strip=strip,
     )
-    command = "georef " + " ".join(sys.argv[1:])
-    show = show.split(",") if show else None
+    settings = Settings(matchers=tuple(matchers), models=tuple(models), thresholds=tuple(thresholds), options=base,
+                        peers=tuple(peers), command="georef " + " ".join(sys.argv[1:]),
+                        show=tuple(show.split(",")) if show else None)
     if len(seeds) > 1:
-        pooled = run_seeds(pairs, out_dir, seeds, spec, matchers, models, thresholds, base, command, show, peers)
+        pooled = run_seeds(pairs, out_dir, seeds, spec, settings)
         for key, s in pooled["settings"].items():
             per_seed = " / ".join(f"{v:.0%}" for v in s["per_seed"].values())
             click.echo(f"{key}: {s['cases']} cases, accepted <1px {s['accepted_within_1px']:.0%} "
                        f"(seeds: {per_seed}), wrong but accepted {s['wrong_but_accepted']}")
         click.echo(f"report: {Path(out_dir) / 'seeds.md'}")
         return
-    summary = run(pairs, out_dir, spec, matchers, models, thresholds, base,
-                  command=command, show=show, peers=peers)
+    summary = run(pairs, out_dir, spec, settings)
     for key, s in summary["settings"].items():
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
