@@ -72,7 +72,7 @@ def has_error(row: dict) -> bool:
 
 
 def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, max_px: float = 10.0,
-              estimates_px: np.ndarray | None = None) -> dict:
+              estimates_px: np.ndarray | None = None, errors_m: np.ndarray | None = None) -> dict:
     """Success rates, median and p90 error, AUC up to ``max_px``, time, wrong-but-accepted cases, and
     the calibration of the estimated accuracy.
 
@@ -82,6 +82,8 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
         seconds: (N,) time per case.
         estimates_px: (N,) estimated CE90 per case (NaN where none); ``within_estimate`` is the share of
             accepted cases with an estimate whose true error is at most that estimate.
+        errors_m: (N,) the same errors in metres, for ``median_m`` (a target pixel's ground size varies
+            between regimes).
     """
     # A case without any transform counts as an infinite error: below no threshold.
     e = np.where(np.isnan(errors_px), np.inf, errors_px)
@@ -92,6 +94,9 @@ def summarise(errors_px: np.ndarray, accepted: np.ndarray, seconds: np.ndarray, 
     with np.errstate(invalid="ignore"):  # interpolating between two infinities gives NaN: it is inf
         out["median_px"] = float(np.nan_to_num(np.median(e), nan=np.inf, posinf=np.inf)) if n else float("nan")
         out["p90_px"] = float(np.nan_to_num(np.percentile(e, 90), nan=np.inf, posinf=np.inf)) if n else float("nan")
+        if errors_m is not None:
+            metres = np.where(np.isnan(errors_m), np.inf, errors_m)
+            out["median_m"] = float(np.nan_to_num(np.median(metres), nan=np.inf, posinf=np.inf)) if n else float("nan")
     # Area under the cumulative error curve up to max_px, normalised to [0, 1].
     grid = np.linspace(0, max_px, 201)
     curve = [np.mean(e < g) for g in grid] if n else [0.0]
@@ -116,4 +121,5 @@ def summarise_rows(scored: list[dict]) -> dict:
         np.array([r["accepted"] == "True" for r in scored], bool),
         np.array([float(r["total_s"]) for r in scored]),
         estimates_px=np.array([float(r.get("estimated_ce90_px") or "nan") for r in scored]),
+        errors_m=np.array([float(r.get("error_m") or "nan") for r in scored]),
     )

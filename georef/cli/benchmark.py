@@ -151,7 +151,7 @@ def benchmark(pairs, out_dir, matchers, models, thresholds, seasons, tiles, case
     for key, s in summary["settings"].items():
         click.echo(
             f"{key}: {s['cases']} cases, <1px {s['within_1px']:.0%}, <3px {s['within_3px']:.0%}, "
-            f"median {s['median_px']:.2f} px, p90 {s['p90_px']:.2f} px, "
+            f"median {s['median_px']:.2f} px ({s['median_m']:.1f} m), p90 {s['p90_px']:.2f} px, "
             f"accepted <1px {s['accepted_within_1px']:.0%}, wrong but accepted {s['wrong_but_accepted']}, "
             f"median {s['median_s']:.2f} s/pair"
         )

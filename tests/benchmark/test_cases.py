@@ -48,6 +48,13 @@ def test_summary_counts_wrong_but_accepted():
     assert refused["within_1px"] == 1.0 and refused["accepted_within_1px"] == 0.5
 
 
+def test_summary_gives_the_median_in_metres_where_pixels_differ_in_size():
+    # 30 m pixels: 0.5 px is 15 m; a case with no fit counts as infinitely far, as in pixels.
+    s = summarise(np.array([0.5, 1.0, np.nan]), np.ones(3, bool), np.ones(3), errors_m=np.array([15.0, 30.0, np.nan]))
+    assert s["median_px"] == 1.0 and s["median_m"] == 30.0
+    assert "median_m" not in summarise(np.array([0.5]), np.ones(1, bool), np.ones(1))
+
+
 @pytest.mark.realdata
 def test_pairs_follow_the_manifest():
     pairs = s2_seasons_pairs(S2_SEASONS, [("winter", "summer"), ("summer_prev", "summer")])
