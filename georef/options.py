@@ -187,6 +187,12 @@ class RefineOptions:
                        converged_px=self.converged_px * scale, lowpass_sigma=self.lowpass_sigma / scale,
                        max_offset_px=self.max_offset_px * scale)
 
+    def ground_window(self, finer_per_px: float) -> int:
+        """The window's side in pixels of an image with ``finer_per_px`` pixels of the finer input per pixel,
+        at its ground size (at least 16, even): what the accuracy estimate measures the content's
+        disagreement in where :meth:`at_scale` made the windows smaller to fit a small image."""
+        return max(16, 2 * int(self.window * finer_per_px // 2))
+
     def validate(self) -> None:
         _check(self.window >= 16 and self.window % 2 == 0, "refine_window", f"must be even and >= 16, not {self.window}")
         _finite(self.lowpass_sigma, "lowpass_sigma", 0, 0.5, low_open=True)

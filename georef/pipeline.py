@@ -139,6 +139,9 @@ class Measurements:
         log_nfa: log10 NFA of the agreeing windows (see :func:`georef.refine.window_log_nfa`); None for tie points.
         footprint: side of the square each measurement stands for, target pixels (a correlation
             window; 0 for a tie point).
+        content: (K, 2) positions and (K, 2) measured positions of windows at their ground size, where the
+            refinement's were made smaller to fit a small image (see :attr:`georef.refine.Refinement.content`);
+            None otherwise.
     """
 
     src: np.ndarray
@@ -148,6 +151,7 @@ class Measurements:
     size: tuple[float, float]
     log_nfa: float | None = None
     footprint: float = 0.0
+    content: tuple[np.ndarray, np.ndarray] | None = None
 
     def span(self) -> float:
         """Share of the frame's width or height, the smaller, that the inliers span (:func:`georef.quality.span`)."""
@@ -365,7 +369,8 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
         return None
     start = claimed @ geometry.translation(*offset.shift)
     with stages.stage("refine"):
-        refined = refine(target, chip, start, _fit_settings(options).model, settings, options.device)
+        refined = refine(target, chip, start, _fit_settings(options).model, settings, options.device,
+                         _content_window(scene, options))
     if refined is None or refined.log_nfa > options.gate.max_log_nfa:
         log.info("correlation: the refinement's windows do not confirm the offset; matching keypoints")
         return None
@@ -381,11 +386,17 @@ def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> Tie
                        target.to_world, chip.to_world, scene.pixel_size, refined.log_nfa, windows, "correlation")
 
 
+def _content_window(scene: Scene, options: AlignOptions) -> int:
+    """Side of the refinement's windows at their ground size, in pixels of the working images."""
+    return options.refine.ground_window(scene.finer_px / scene.pixel_size)
+
+
 def _window_measurements(refined: Refinement, image: raster.MatchImage, scale: float, window: int) -> Measurements:
     """The refinement's ``window``-pixel windows in target-pixel units; ``scale``: target pixels per pixel of
     ``image``."""
+    content = None if refined.content is None else (refined.content[0] * scale, refined.content[1] * scale)
     return Measurements(refined.target_px * scale, refined.chip_px * scale, refined.inliers, "refinement windows",
-                        (image.shape[1] * scale, image.shape[0] * scale), refined.log_nfa, window * scale)
+                        (image.shape[1] * scale, image.shape[0] * scale), refined.log_nfa, window * scale, content)
 
 
 def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> bool:
@@ -569,7 +580,7 @@ def refine_coarse(coarse: TiePointFit, target: raster.MatchImage, scene: Scene, 
     settings = options.refine.at_scale(scale, min(target.shape), window_scale)
     with stages.stage("refine"):
         refined = refine(target, scene.chip, coarse.fit.matrix, _fit_settings(options).model, settings,
-                         options.device)
+                         options.device, _content_window(scene, options))
     if refined is None:
         return coarse, {}
     fit = coarse.fit.with_matrix(refined.matrix, coarse.src, coarse.dst, options.threshold_px, refined.model)
@@ -677,7 +688,7 @@ def solve(tpf: TiePointFit, scene: Scene, options: AlignOptions) -> Solution:
                                                 tuple(frame_size * working_px))
     estimate = accuracy.estimate(measured.src, measured.dst, measured.inliers, model, measured.size, metres_per_px,
                                  measured.source, shared=measured.shared,
-                                 finer_share=scene.finer_px / scene.coarser_px)
+                                 finer_share=scene.finer_px / scene.coarser_px, content=measured.content)
     repeat = scene.repeat
     evidence = Evidence(target_px, residual_px, inliers, tpf.support, tpf.log_nfa, measured.log_nfa,
                         None if estimate is None else estimate.ce90_px, measured.span(),

@@ -48,6 +48,9 @@ class Refinement:
         inliers: (M,) bool, windows the final fit kept.
         tried: textured windows correlated in the last round.
         log_nfa: log10 NFA of the windows agreeing with the fit (see :func:`window_log_nfa`).
+        content: where the windows were made smaller to fit a small image, windows of the ground size
+            asked for, measured once on the final resampling: (K, 2) centres and (K, 2) their positions in
+            the chip; None otherwise.
     """
 
     matrix: np.ndarray
@@ -58,6 +61,7 @@ class Refinement:
     inliers: np.ndarray
     tried: int
     log_nfa: float
+    content: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _sobel(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -307,7 +311,8 @@ def window_log_nfa(tried: int, agreeing: int, threshold_px: float, window: int, 
 
 
 def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
-           options: RefineOptions = RefineOptions(), device: str = "cpu") -> Refinement | None:
+           options: RefineOptions = RefineOptions(), device: str = "cpu",
+           content_window: int | None = None) -> Refinement | None:
     """Refine a target-raster -> chip-raster transform to sub-pixel precision.
 
     Each round resamples the chip onto the target grid through the transform,
@@ -326,6 +331,9 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
             :func:`phase_correlate`; its default, 0.1 cycles/px, was chosen on the
             s2-seasons benchmark, see docs/benchmarks.md).
         device: torch device of the correlations' FFTs.
+        content_window: the window side the ground size asks for, where ``options.window`` was made
+            smaller to fit the image: windows of this side are measured once more on the final
+            resampling (:attr:`Refinement.content`).
 
     Returns:
         The refinement, or None where too few windows hold texture or agree on a transform.
@@ -358,4 +366,24 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         if change < options.converged_px or change >= previous_change:
             break
         previous_change = change
+    if result is not None and content_window is not None and options.window < content_window <= min(target.shape):
+        result.content = _content_windows(target, chip, result.matrix, content_window, options, device)
     return result
+
+
+#: Fewest windows of the ground size whose median distance stands for the content's disagreement.
+MIN_CONTENT_WINDOWS = 5
+
+
+def _content_windows(target: MatchImage, chip: MatchImage, matrix: np.ndarray, window: int,
+                     options: RefineOptions, device: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(K, 2) centres and (K, 2) chip positions of ``window``-pixel windows on the chip resampled through
+    ``matrix``; None where fewer than :data:`MIN_CONTENT_WINDOWS` hold texture and a clear peak."""
+    warped = resample_to(chip.pixels, matrix, target.shape)
+    warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
+    windows = _TargetWindows(orientation_field(target.pixels), window, window // 2, options.lowpass_sigma, device)
+    centres, offsets, _, _ = _measure_gradients(windows, orientation_field(warped), target.valid & warped_valid,
+                                                MIN_RESPONSE, options.max_offset_px)
+    if len(centres) < MIN_CONTENT_WINDOWS:
+        return None
+    return centres, geometry.apply(matrix, centres + offsets)

@@ -126,3 +126,19 @@ def test_the_disagreement_of_a_coarser_input_counts_in_pixels_of_the_finer():
     assert coarser.fit_ce90_px == same.fit_ce90_px
     assert coarser.ce90_px == pytest.approx(np.hypot(coarser.fit_ce90_px, coarser.disagreement_px))
     assert coarser.ce90_px < same.ce90_px
+
+
+def test_the_disagreement_is_measured_on_windows_of_the_ground_size_where_given():
+    # Small windows scatter 1.5 px about the fit; windows of the ground size over the same image 0.3 px:
+    # the disagreement is theirs, while the fit's spread still comes from the measurements.
+    rng = np.random.default_rng(7)
+    src = _grid(0, SIZE, 0, SIZE)
+    dst = geometry.apply(_truth(), src) + rng.normal(0, 1.5, src.shape)
+    inliers = np.ones(len(src), bool)
+    probe = _grid(32, SIZE, 32, SIZE, 64.0)
+    content = (probe, geometry.apply(_truth(), probe) + rng.normal(0, 0.3, probe.shape))
+    small = accuracy.estimate(src, dst, inliers, "similarity", (SIZE, SIZE), 10.0, "windows")
+    ground = accuracy.estimate(src, dst, inliers, "similarity", (SIZE, SIZE), 10.0, "windows", content=content)
+    assert ground.fit_ce90_px == small.fit_ce90_px
+    assert ground.disagreement_px < 0.6 < 1.2 < small.disagreement_px
+    assert ground.ce90_px == pytest.approx(np.hypot(ground.fit_ce90_px, ground.disagreement_px))

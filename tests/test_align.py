@@ -56,6 +56,36 @@ def test_recovers_a_rotated_georeference(tmp_path, scene):
     assert result.path == "keypoints"  # turned beyond what the refinement captures from one shift
 
 
+@pytest.mark.parametrize("correlation_first", [True, False])
+def test_a_small_target_has_its_disagreement_measured_in_windows_of_the_ground_size(tmp_path, scene, monkeypatch,
+                                                                                      correlation_first):
+    # The refinement fits 32 px windows into a 256 px target; the estimate's disagreement is measured in
+    # the 64 px windows of a 512 px one, on both paths.
+    from georef import accuracy
+
+    seen = []
+
+    def estimate(*args, **kwargs):
+        seen.append(kwargs["content"])
+        return accuracy_estimate(*args, **kwargs)
+
+    accuracy_estimate = accuracy.estimate
+    monkeypatch.setattr(accuracy, "estimate", estimate)
+    ref_data, ref_t = crop(scene, 500, 500, 900)
+    tgt_data, truth = crop(scene, 700, 650, 256)
+    ref = write_tif(tmp_path / "ref.tif", ref_data, ref_t, scene.crs)
+    tgt = write_tif(tmp_path / "tgt.tif", tgt_data, Affine.translation(120, -70) * truth, scene.crs)
+    result = estimate_alignment(tgt, ref, AlignOptions(correlation_first=correlation_first))
+    assert result.path == ("correlation" if correlation_first else "keypoints")
+    assert corner_error_px(result.transform, truth, 256) < 0.3 and result.quality.passed
+    content_px = seen[-1][0]
+    assert len(content_px) >= 25 and np.all(np.diff(np.unique(content_px[:, 0])) == 32)
+    big_data, big_truth = crop(scene, 700, 650, 512)
+    big = write_tif(tmp_path / "big.tif", big_data, Affine.translation(120, -70) * big_truth, scene.crs)
+    estimate_alignment(big, ref, AlignOptions(correlation_first=correlation_first))
+    assert seen[-1] is None  # 512 px: the refinement's own windows are of the ground size
+
+
 def test_reference_at_another_resolution(tmp_path, scene):
     """A 20 m reference: the chip is resampled to the 10 m target."""
     ref_data, ref_t = crop(scene, 400, 400, 1000)

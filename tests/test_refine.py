@@ -3,6 +3,7 @@ import pytest
 
 from georef import geometry, raster
 from georef.errors import MatchingError
+from georef.options import RefineOptions
 from georef.refine import measure_windows, orientation_field, phase_correlate, refine, resample_to
 
 
@@ -102,6 +103,25 @@ def test_refine_recovers_a_transform_from_a_pixel_off_start(image, model):
     err = geometry.mean_corner_distance(result.matrix, truth, 512, 512)
     before = geometry.mean_corner_distance(start, truth, 512, 512)
     assert err < 0.1 < before
+
+
+def test_refine_measures_windows_of_the_ground_size_where_its_own_were_made_smaller(image):
+    # A 256 px image holds 32 px windows eight times across; the content's disagreement is measured
+    # once more in the 64 px windows a 512 px image would have, on the final resampling.
+    crop = np.ascontiguousarray(image[:256, :256])
+    truth = geometry.translation(5.3, -2.6)
+    chip = resample_to(crop, np.linalg.inv(truth), crop.shape)
+    valid = np.ones(crop.shape, bool)
+    target, reference = raster.MatchImage(crop, valid, np.eye(3)), raster.MatchImage(chip, valid.copy(), np.eye(3))
+    options = RefineOptions().at_scale(1.0, 256, 1.0)
+    assert options.window == 32 and RefineOptions().ground_window(1.0) == 64
+    result = refine(target, reference, geometry.translation(0.8, 0.5) @ truth, "shift", options, content_window=64)
+    centres, chip_px = result.content
+    assert len(centres) >= 9 and np.all(np.diff(np.unique(centres[:, 0])) == 32) and centres.min() >= 32
+    np.testing.assert_allclose(chip_px - centres, np.tile([5.3, -2.6], (len(centres), 1)), atol=0.15)
+    # Windows already of the ground size, or an image too small for it: nothing more is measured.
+    assert refine(target, reference, truth, "shift", options, content_window=32).content is None
+    assert refine(target, reference, truth, "shift", options, content_window=320).content is None
 
 
 def test_refine_gives_up_on_a_textureless_image():
