@@ -63,13 +63,12 @@ def test_a_small_target_has_its_disagreement_measured_in_windows_of_the_ground_s
     # the 64 px windows of a 512 px one, on both paths.
     from georef import accuracy
 
-    seen = []
+    seen, original = [], accuracy.estimate
 
     def estimate(*args, **kwargs):
         seen.append(kwargs["content"])
-        return accuracy_estimate(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    accuracy_estimate = accuracy.estimate
     monkeypatch.setattr(accuracy, "estimate", estimate)
     ref_data, ref_t = crop(scene, 500, 500, 900)
     tgt_data, truth = crop(scene, 700, 650, 256)

@@ -112,7 +112,8 @@ def test_refine_measures_windows_of_the_ground_size_where_its_own_were_made_smal
     truth = geometry.translation(5.3, -2.6)
     chip = resample_to(crop, np.linalg.inv(truth), crop.shape)
     valid = np.ones(crop.shape, bool)
-    target, reference = raster.MatchImage(crop, valid, np.eye(3)), raster.MatchImage(chip, valid.copy(), np.eye(3))
+    target = raster.MatchImage(crop, valid, np.eye(3))
+    reference = raster.MatchImage(chip, valid.copy(), np.eye(3))
     options = RefineOptions().at_scale(1.0, 256, 1.0)
     assert options.window == 32 and RefineOptions().ground_window(1.0) == 64
     result = refine(target, reference, geometry.translation(0.8, 0.5) @ truth, "shift", options, content_window=64)

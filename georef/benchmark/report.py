@@ -247,7 +247,8 @@ def write_markdown(summary: dict, path: Path, command: str, images: list[str], e
     ]
     for key, e in entries.items():
         cells = [key, str(e["cases"])] + [f"{e[f'within_{t:g}px']:.0%}" for t in THRESHOLDS_PX] + [
-            f"{e['median_px']:.2f}", f"{e.get('median_m', float('nan')):.1f}", f"{e['p90_px']:.2f}", f"{e[f'auc_{CDF_MAX_PX:g}px']:.3f}",
+            f"{e['median_px']:.2f}", f"{e.get('median_m', float('nan')):.1f}", f"{e['p90_px']:.2f}",
+            f"{e[f'auc_{CDF_MAX_PX:g}px']:.3f}",
             f"{e['accepted']}", share_text(e.get("accepted_within_1px")), f"{e['refused']}",
             f"**{e['wrong_but_accepted']}**",
             share_text(e.get("within_estimate")), f"{e.get('median_estimate_px', float('nan')):.2f}",
