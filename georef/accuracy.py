@@ -18,8 +18,9 @@ where no refinement ran):
   counted as the share of an independent one that they are) is carried to the
   corners as well, and the larger of the two taken;
 - the disagreement of the two images' content: the median distance between
-  where each window (all of them, not only the inliers) measures the target
-  content and where the fit puts it. Two scenes of different dates do not place
+  where each window (all of them, not only the inliers; on a large scene every
+  window of the full-resolution windows' refinements, not only those the pooled
+  fit rests on) measures the target content and where the fit puts it. Two scenes of different dates do not place
   every edge at the same spot (snow edges, shadows, growth); where they disagree
   locally by a pixel, content alone cannot pin the whole image closer than that,
   and no resampling of one pair can see an offset the whole scene shares.
@@ -220,9 +221,9 @@ def estimate(src: np.ndarray, dst: np.ndarray, inliers: np.ndarray, model: str, 
         shared: measurements per independent one (see :func:`covariance_spread`).
         finer_share: the finer input's pixel over the coarser input's (1 for inputs of one pixel size):
             the disagreement, measured at the coarser, is counted in pixels of the finer.
-        content: (K, 2) positions and (K, 2) measured positions, target pixels, of windows at their
-            ground size, where the measurements are windows made smaller to fit a small image: the
-            disagreement is measured on them. None: on the measurements.
+        content: (K, 2) positions and (K, 2) measured positions, target pixels, of the windows the
+            disagreement is measured on where the measurements are not all of them (windows made smaller to
+            fit a small image, or the inliers of several refinements). None: on the measurements.
     """
     width, height = size
     # A shift is chosen where the measurements cannot tell a rotation or scale from their noise; the corners

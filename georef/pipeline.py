@@ -139,9 +139,11 @@ class Measurements:
         log_nfa: log10 NFA of the agreeing windows (see :func:`georef.refine.window_log_nfa`); None for tie points.
         footprint: side of the square each measurement stands for, target pixels (a correlation
             window; 0 for a tie point).
-        content: (K, 2) positions and (K, 2) measured positions of windows at their ground size, where the
-            refinement's were made smaller to fit a small image (see :attr:`georef.refine.Refinement.content`);
-            None otherwise.
+        content: (K, 2) positions and (K, 2) measured positions of the windows the estimate measures the
+            images' disagreement on, where they are not the measurements themselves: windows of their ground
+            size where the refinement made its own smaller to fit a small image (see
+            :attr:`georef.refine.Refinement.content`), or every window of the full-resolution windows'
+            refinements, where the fit rests on their inliers; None otherwise.
     """
 
     src: np.ndarray
@@ -653,7 +655,12 @@ def _pooled_solution(results: list[tiles.WindowResult], coarse: TiePointFit, sce
         settings = options.refine.at_scale(plan.refine_scale, options.tiles.size, plan.window_scale)
         windows_nfa = window_log_nfa(sum(r.tried for r in used), sum(r.agreeing for r in used), settings.threshold_px,
                                      settings.window, pooled.model)
-        measured = Measurements(target_px, dst, pooled.inliers, "refinement windows", scene.frame.size, windows_nfa)
+        # The disagreement is measured over every correlation window, as on one image, not only over the
+        # windows' inliers that the pooled fit rests on.
+        windows_px = np.concatenate([r.windows_target_px for r in used])
+        windows_dst = geometry.apply(np.linalg.inv(dst_to_world), np.concatenate([r.windows_map_xy for r in used]))
+        measured = Measurements(target_px, dst, pooled.inliers, "refinement windows", scene.frame.size, windows_nfa,
+                                content=(windows_px, windows_dst) if len(windows_px) else None)
     else:
         measured = Measurements(target_px, dst, pooled.inliers, "tie points", scene.frame.size)
     fine = TiePointFit(pooled, int(pooled.inliers.sum()), target_px, dst,

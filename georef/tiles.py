@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import rasterio
@@ -120,6 +120,9 @@ class WindowResult:
         map_xy: (K, 2) reference map coordinates.
         confidence: (K,) strength of each tie point.
         tried, agreeing: textured refinement windows correlated, and those agreeing with the window's fit.
+        windows_target_px, windows_map_xy: (M, 2) every correlation window of the window's refinement,
+            agreeing with its fit or not, as ``target_px`` and ``map_xy``: where the accuracy estimate
+            measures the two images' disagreement (empty where no refinement ran).
     """
 
     window: Window
@@ -129,6 +132,8 @@ class WindowResult:
     confidence: np.ndarray = field(default_factory=lambda: np.zeros(0))
     tried: int = 0
     agreeing: int = 0
+    windows_target_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    windows_map_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 class _Datasets:
@@ -235,7 +240,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
                              result.matches.confidence[keep], tiles.points_per_window)
         keep = refined.inliers
         return _used(status, window, img, chip, refined.target_px[keep], refined.chip_px[keep], refined.response[keep],
-                     tiles.points_per_window, refined.tried, int(keep.sum()))
+                     tiles.points_per_window, refined)
 
     results = []
     try:
@@ -268,11 +273,17 @@ def _refine_direct(img: raster.MatchImage, chip: raster.MatchImage, predicted: n
 
 
 def _used(status: str, window: Window, img: raster.MatchImage, chip: raster.MatchImage, src: np.ndarray,
-          dst: np.ndarray, confidence: np.ndarray, limit: int, tried: int = 0, agreeing: int = 0) -> WindowResult:
-    """A used window's ``limit`` strongest tie points in full-scene coordinates."""
+          dst: np.ndarray, confidence: np.ndarray, limit: int, refined: Refinement | None = None) -> WindowResult:
+    """A used window's ``limit`` strongest tie points in full-scene coordinates, and every window of its
+    refinement where one ran."""
     strongest = np.argsort(-confidence)[:limit]
-    return WindowResult(window, status, geometry.apply(img.to_world, src[strongest]),
-                        geometry.apply(chip.to_world, dst[strongest]), confidence[strongest], tried, agreeing)
+    result = WindowResult(window, status, geometry.apply(img.to_world, src[strongest]),
+                          geometry.apply(chip.to_world, dst[strongest]), confidence[strongest])
+    if refined is None:
+        return result
+    return replace(result, tried=refined.tried, agreeing=int(refined.inliers.sum()),
+                   windows_target_px=geometry.apply(img.to_world, refined.target_px),
+                   windows_map_xy=geometry.apply(chip.to_world, refined.chip_px))
 
 
 def status_counts(results: list[WindowResult], planned: int | None = None) -> dict[str, int]:

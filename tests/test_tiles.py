@@ -105,3 +105,24 @@ def test_windows_in_parallel_give_the_same_result(large_pair):
                for jobs in (1, 2)]
     np.testing.assert_allclose(results[0].transform, results[1].transform, atol=1e-6)
     assert results[0].tiles == results[1].tiles
+
+
+def test_the_disagreement_is_measured_over_every_window_of_the_windows_refinements(large_pair, monkeypatch):
+    # The pooled fit rests on each window's 20 strongest agreeing correlation windows; the estimate measures
+    # the images' disagreement over all of them, agreeing or not, as on one image.
+    from georef import accuracy
+
+    seen, original = [], accuracy.estimate
+
+    def estimate(*args, **kwargs):
+        seen.append((len(args[0]), kwargs["content"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(accuracy, "estimate", estimate)
+    target, ref, truth = large_pair
+    tiles = TileOptions(size=512, overlap=128, max_windows=16, points_per_window=20, target_fit_ce90_px=0)
+    result = estimate_alignment(target, ref, AlignOptions(max_size=512, tiles=tiles))
+    used = result.tiles["refined"] + result.tiles["matched"]
+    measured, (content_px, content_dst) = seen[-1]
+    assert measured <= 20 * used and len(content_px) > 5 * measured
+    assert content_px[:, 0].max() > 1000 and content_px.shape == content_dst.shape  # full-resolution target pixels
