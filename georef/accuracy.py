@@ -20,10 +20,11 @@ where no refinement ran):
 - the disagreement of the two images' content: the median distance between
   where each window (all of them, not only the inliers; on a large scene every
   window of the full-resolution windows' refinements, not only those the pooled
-  fit rests on) measures the target content and where the fit puts it. Two scenes of different dates do not place
-  every edge at the same spot (snow edges, shadows, growth); where they disagree
-  locally by a pixel, content alone cannot pin the whole image closer than that,
-  and no resampling of one pair can see an offset the whole scene shares.
+  fit rests on) measures the target content and where the fit puts it. Two
+  scenes of different dates do not place every edge at the same spot (snow
+  edges, shadows, growth); where they disagree locally by a pixel, content alone
+  cannot pin the whole image closer than that, and no resampling of one pair can
+  see an offset the whole scene shares.
   Where the inputs' pixels differ, the windows measure at the coarser one, and
   their distances grow with it (each window's noise is a share of the pixel it
   measures in), while an offset of the ground's content does not: the distance

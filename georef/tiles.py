@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
@@ -277,13 +277,12 @@ def _used(status: str, window: Window, img: raster.MatchImage, chip: raster.Matc
     """A used window's ``limit`` strongest tie points in full-scene coordinates, and every window of its
     refinement where one ran."""
     strongest = np.argsort(-confidence)[:limit]
-    result = WindowResult(window, status, geometry.apply(img.to_world, src[strongest]),
-                          geometry.apply(chip.to_world, dst[strongest]), confidence[strongest])
-    if refined is None:
-        return result
-    return replace(result, tried=refined.tried, agreeing=int(refined.inliers.sum()),
-                   windows_target_px=geometry.apply(img.to_world, refined.target_px),
-                   windows_map_xy=geometry.apply(chip.to_world, refined.chip_px))
+    windows = {} if refined is None else {
+        "tried": refined.tried, "agreeing": int(refined.inliers.sum()),
+        "windows_target_px": geometry.apply(img.to_world, refined.target_px),
+        "windows_map_xy": geometry.apply(chip.to_world, refined.chip_px)}
+    return WindowResult(window, status, geometry.apply(img.to_world, src[strongest]),
+                        geometry.apply(chip.to_world, dst[strongest]), confidence[strongest], **windows)
 
 
 def status_counts(results: list[WindowResult], planned: int | None = None) -> dict[str, int]:
