@@ -339,19 +339,23 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
         The refinement, or None where too few windows hold texture or agree on a transform.
     """
     result, previous_change = None, np.inf
-    target_windows = _TargetWindows(orientation_field(target.pixels), options.window, options.window // 2,
-                                    options.lowpass_sigma, device)
+    target_field = orientation_field(target.pixels)
+    target_windows = _TargetWindows(target_field, options.window, options.window // 2, options.lowpass_sigma, device)
     chip_valid = chip.valid.astype(np.float32)
-    for _ in range(options.iterations):
-        warped = resample_to(chip.pixels, matrix, target.shape)
-        warped_valid = resample_to(chip_valid, matrix, target.shape) > 0.99
+
+    def measure(windows: _TargetWindows, through: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``windows`` on the chip resampled through ``through``: centres, chip positions, responses, tried."""
+        warped = resample_to(chip.pixels, through, target.shape)
+        warped_valid = resample_to(chip_valid, through, target.shape) > 0.99
         centres, offsets, responses, tried = _measure_gradients(
-            target_windows, orientation_field(warped), target.valid & warped_valid, MIN_RESPONSE,
-            options.max_offset_px)
+            windows, orientation_field(warped), target.valid & warped_valid, MIN_RESPONSE, options.max_offset_px)
+        return centres, geometry.apply(through, centres + offsets), responses, tried
+
+    for _ in range(options.iterations):
+        centres, chip_px, responses, tried = measure(target_windows, matrix)
         if len(centres) < options.min_windows:
             log.info("refinement skipped: %d textured windows < %d", len(centres), options.min_windows)
             return result
-        chip_px = geometry.apply(matrix, centres + offsets)
         try:
             fit = fit_transform(centres, chip_px, model, options.threshold_px)
         except MatchingError:  # the windows agree on no transform: they confirm nothing
@@ -367,23 +371,12 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
             break
         previous_change = change
     if result is not None and content_window is not None and options.window < content_window <= min(target.shape):
-        result.content = _content_windows(target, chip, result.matrix, content_window, options, device)
+        ground = _TargetWindows(target_field, content_window, content_window // 2, options.lowpass_sigma, device)
+        centres, chip_px, _, _ = measure(ground, result.matrix)
+        if len(centres) >= MIN_CONTENT_WINDOWS:
+            result.content = centres, chip_px
     return result
 
 
 #: Fewest windows of the ground size whose median distance stands for the content's disagreement.
 MIN_CONTENT_WINDOWS = 5
-
-
-def _content_windows(target: MatchImage, chip: MatchImage, matrix: np.ndarray, window: int,
-                     options: RefineOptions, device: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(K, 2) centres and (K, 2) chip positions of ``window``-pixel windows on the chip resampled through
-    ``matrix``; None where fewer than :data:`MIN_CONTENT_WINDOWS` hold texture and a clear peak."""
-    warped = resample_to(chip.pixels, matrix, target.shape)
-    warped_valid = resample_to(chip.valid.astype(np.float32), matrix, target.shape) > 0.99
-    windows = _TargetWindows(orientation_field(target.pixels), window, window // 2, options.lowpass_sigma, device)
-    centres, offsets, _, _ = _measure_gradients(windows, orientation_field(warped), target.valid & warped_valid,
-                                                MIN_RESPONSE, options.max_offset_px)
-    if len(centres) < MIN_CONTENT_WINDOWS:
-        return None
-    return centres, geometry.apply(matrix, centres + offsets)
