@@ -293,6 +293,8 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
 DEFAULT_MARGIN_M = 600.0
 #: Radii searched around the claimed position, in turn, where the default margin finds nothing convincing.
 WIDER_SEARCH_M = (2500.0, 10000.0)
+#: How a search within one of those radii is reported.
+WIDENED = "widened around the claimed georeference"
 #: A coarse fit whose footprint comes closer than this share of the margin to the searched area's edge may
 #: have found only part of the target: the search widens.
 EDGE_SLACK = 0.1
@@ -304,7 +306,10 @@ def locate(target: str, reference: str, options: AlignOptions,
 
     Convincing: the unguided inliers are significant (``gate.max_log_nfa``) and the fit does not
     reach the edge of the area searched. The search widens only where the margin is the
-    default (``max_shift_m`` not set) and the target claims a position.
+    default (``max_shift_m`` not set) and the target claims a position. At each wider radius, a
+    significant fit that reached beyond the area searched so far is read again around where it puts
+    the target (it matched the part of the target the chip held: the whole of it is then in the
+    chip); where that does not convince, the reference within the radius is searched.
 
     Returns:
         The scene, the coarse fit and the target image it fits.
@@ -314,7 +319,7 @@ def locate(target: str, reference: str, options: AlignOptions,
     """
     create_matcher(options.matcher, options.weights, options.device)  # bad weights fail now, whichever path runs
     scene = read_scene(target, reference, options, stages)
-    best, failure = None, None
+    best, failure, read_around = None, None, None
     tried: tuple[float, ...] = (scene.search.margin_m,)
     may_widen = options.max_shift_m is None and scene.search.how == "claimed georeference"
     for radius in (None, *WIDER_SEARCH_M):
@@ -323,29 +328,39 @@ def locate(target: str, reference: str, options: AlignOptions,
                 break
             tried = (*tried, radius)
             log.info("nothing convincing within %.0f m; searching within %.0f m", tried[-2], radius)
+        for around_fit in (True, False) if radius is not None else (False,):
+            if around_fit and (best is None or best is read_around or best[1].log_nfa > options.gate.max_log_nfa):
+                continue
             try:
-                scene = read_scene(target, reference, options, stages, around=radius, tried=tried)
+                if around_fit:
+                    # It matched the part of the target that its chip held: read all of it.
+                    log.info("reading again around the fit that reached beyond the area searched")
+                    read_around = best
+                    scene = read_scene(target, reference, options, stages, around=radius, tried=tried,
+                                       placed=best[1].matrix_to_map)
+                elif radius is not None:
+                    scene = read_scene(target, reference, options, stages, around=radius, tried=tried)
+                candidate = _coarse_fit(scene, options, stages)
             except MatchingError as exc:
                 failure = failure or exc
                 continue
-        found = correlate_coarse(scene, options, stages) if options.correlation_first else None
-        if found is not None:
-            candidate = (scene, found, scene.target)
-        else:
-            try:
-                candidate = (scene, *match_coarse(scene, options, stages))
-            except MatchingError as exc:
-                failure = failure or exc
-                continue
-        # A fit reaching beyond the area searched (the correlation's too) found the target's edge only:
-        # the next radius reads all of it.
-        if _convincing(*candidate[:2], options):
-            return candidate
-        if best is None or candidate[1].log_nfa < best[1].log_nfa:
-            best = candidate
+            # A fit reaching beyond the area searched (the correlation's too) found the target's edge only:
+            # the next attempt reads all of it.
+            if _convincing(*candidate[:2], options):
+                return candidate
+            if best is None or candidate[1].log_nfa < best[1].log_nfa:
+                best = candidate
     if best is None:
         raise failure
     return best
+
+
+def _coarse_fit(scene: Scene, options: AlignOptions, stages: Stages) -> tuple[Scene, TiePointFit, raster.MatchImage]:
+    """The scene's coarse fit: by correlation where that is clear, else by keypoints."""
+    found = correlate_coarse(scene, options, stages) if options.correlation_first else None
+    if found is not None:
+        return scene, found, scene.target
+    return (scene, *match_coarse(scene, options, stages))
 
 
 def correlate_coarse(scene: Scene, options: AlignOptions, stages: Stages) -> TiePointFit | None:
@@ -409,13 +424,13 @@ def _convincing(scene: Scene, coarse: TiePointFit, options: AlignOptions) -> boo
 
 
 def read_scene(target: str, reference: str, options: AlignOptions, stages: Stages, around: float | None = None,
-               tried: tuple[float, ...] = ()) -> Scene:
+               tried: tuple[float, ...] = (), placed: np.ndarray | None = None) -> Scene:
     """Open both inputs, place the target, read it and the reference chip around it.
 
     The target is placed where it claims to be; or, without a georeference (or with
     ``global_search``), where a search of the whole reference (or around ``approx_center``)
     finds it; or, with ``around``, where a search within that radius (metres) of its claimed
-    position finds it.
+    position finds it, or at ``placed`` (target pixel -> reference map), where a fit found it.
     """
     masks = [raster.ExclusionMask.parse(m) if m else None for m in (options.mask_target, options.mask_ref)]
     with raster.open_raster(reference) as ref_ds, raster.open_raster(target) as tgt_ds:
@@ -433,7 +448,9 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
         if raster.is_georeferenced(tgt_ds):
             assume = CRS.from_user_input(options.target_crs) if options.target_crs else ref_ds.crs
             claimed = raster.footprint_in(raster.georeference(tgt_ds, assume_crs=assume), *size, ref_ds.crs, target)
-        if claimed is None or options.global_search or around is not None:
+        if around is not None and placed is not None:
+            searched = Search(WIDENED, DEFAULT_MARGIN_M, around, _box(claimed, size, around, ref_ds.crs), tried)
+        elif claimed is None or options.global_search or around is not None:
             with stages.stage("search"):
                 placed, searched = _search(tgt_ds, ref_ds, sources, options, claimed, around, tried)
         else:
@@ -457,10 +474,9 @@ def _search(tgt_ds, ref_ds, sources: raster.Sources, options: AlignOptions, clai
     size = (tgt_ds.width, tgt_ds.height)
     known = None if claimed is None else geometry.pixel_scale(claimed)
     if around is not None:
-        centre = geometry.apply(claimed, [[size[0] / 2, size[1] / 2]])[0]
-        found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known, around=(centre, around))
-        return raster.footprint_in(found, *size, ref_ds.crs), Search(
-            "widened around the claimed georeference", margin, around, _box(claimed, size, around, ref_ds.crs), tried)
+        box = _box(claimed, size, around, ref_ds.crs)
+        found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known, around=(box, around))
+        return raster.footprint_in(found, *size, ref_ds.crs), Search(WIDENED, margin, around, box, tried)
     log.info("searching the whole reference for the target")
     found, margin = search.global_search(tgt_ds, ref_ds, sources, options, known)
     how = "around the approximate centre" if options.approx_center else "whole reference"
@@ -490,7 +506,7 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     target_px = geometry.pixel_scale(footprint)
     reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
     long_side = max(tgt_ds.width, tgt_ds.height)
-    working = working_pixel(target_px, reference_px, long_side, max_size)
+    working = raster.working_pixel(target_px, reference_px, long_side, max_size)
     target_img = raster.read_target(tgt_ds, sources.target_bands, round(long_side * target_px / working),
                                     sources.target_mask)
     # The chip's pixel is the target's working pixel expressed in reference units.
@@ -498,27 +514,6 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,
                                       margin_m, pixel_size, mask=sources.reference_mask)
     return target_img, chip, pixel_size, max(target_px, reference_px), min(target_px, reference_px)
-
-
-#: A target smaller than this, in pixels of the coarser input, is matched at a finer pixel.
-MIN_WORKING_SIDE = 512
-#: ... but at most this many times finer than the finer input.
-MAX_ENLARGEMENT = 2.0
-
-
-def working_pixel(target_px: float, reference_px: float, long_side: int, max_size: int) -> float:
-    """The pixel size (reference units) at which target and chip are matched.
-
-    The coarser of the two inputs, or the target decimated to ``max_size``; where the
-    target would then be smaller than :data:`MIN_WORKING_SIDE`, a finer pixel, so that a
-    coarse target (30 m against a 10 m reference) or a small one is enlarged rather than
-    matched as a thumbnail: the learned matchers find keypoints on a grid of cells, which a
-    small image fills with few.
-    """
-    working = max(target_px, reference_px, target_px * long_side / max_size)
-    if long_side * target_px / working < MIN_WORKING_SIDE:
-        working = max(min(target_px, reference_px) / MAX_ENLARGEMENT, target_px * long_side / MIN_WORKING_SIDE)
-    return working
 
 
 def _fit_settings(options: AlignOptions) -> FitSettings:

@@ -470,6 +470,27 @@ def _erode(valid: np.ndarray, px: int) -> np.ndarray:
     return cv2.erode(valid.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
 
 
+#: A target smaller than this, in pixels of the coarser input, is matched at a finer pixel.
+MIN_WORKING_SIDE = 512
+#: ... but at most this many times finer than the finer input.
+MAX_ENLARGEMENT = 2.0
+
+
+def working_pixel(target_px: float, reference_px: float, long_side: int, max_size: int) -> float:
+    """The pixel size (reference units) at which target and chip are matched.
+
+    The coarser of the two inputs, or the target decimated to ``max_size``; where the
+    target would then be smaller than :data:`MIN_WORKING_SIDE`, a finer pixel, so that a
+    coarse target (30 m against a 10 m reference) or a small one is enlarged rather than
+    matched as a thumbnail: the learned matchers find keypoints on a grid of cells, which a
+    small image fills with few.
+    """
+    working = max(target_px, reference_px, target_px * long_side / max_size)
+    if long_side * target_px / working < MIN_WORKING_SIDE:
+        working = max(min(target_px, reference_px) / MAX_ENLARGEMENT, target_px * long_side / MIN_WORKING_SIDE)
+    return working
+
+
 def read_target(ds: rasterio.io.DatasetReader, bands: list[int], long_side: int,
                 mask: ExclusionMask | None = None) -> MatchImage:
     """Read a whole raster for matching, resampled so that its long side is ``long_side`` pixels.

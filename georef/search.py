@@ -42,17 +42,24 @@ def lonlat_to(ref_ds: DatasetReader, lon: float, lat: float) -> np.ndarray:
     return np.array([xs[0], ys[0]])
 
 
-def _region(ref_ds: DatasetReader, centre: np.ndarray | None, radius_m: float) -> Window | None:
-    """The reference window to search: all of it, or a square around a point of its CRS; None if that misses it."""
-    if centre is None:
+def _region(ref_ds: DatasetReader, box: tuple[float, ...] | None) -> Window | None:
+    """The reference window to search: all of it, or the part in a box (x0, y0, x1, y1) of its CRS; None if
+    that misses it."""
+    if box is None:
         return Window(0, 0, ref_ds.width, ref_ds.height)
-    col, row = ~ref_ds.transform * tuple(centre)
-    radius = radius_m / (abs(ref_ds.transform.a) * raster.metres_per_unit(ref_ds.crs, centre))
-    c0, r0 = max(0, int(col - radius)), max(0, int(row - radius))
-    c1, r1 = min(ref_ds.width, int(col + radius) + 1), min(ref_ds.height, int(row + radius) + 1)
+    x0, y0, x1, y1 = box
+    cols, rows = zip(*(~ref_ds.transform * (x, y) for x in (x0, x1) for y in (y0, y1)))
+    c0, r0 = max(0, int(min(cols))), max(0, int(min(rows)))
+    c1, r1 = min(ref_ds.width, int(max(cols)) + 1), min(ref_ds.height, int(max(rows)) + 1)
     if c1 - c0 < 8 or r1 - r0 < 8:
         return None
     return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _around(ref_ds: DatasetReader, centre: np.ndarray, radius_m: float) -> tuple[float, ...]:
+    """(x0, y0, x1, y1): the square of half-side ``radius_m`` around a point of the reference's CRS."""
+    radius = radius_m / raster.metres_per_unit(ref_ds.crs, centre)
+    return (centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius)
 
 
 def _parts(region: Window, side: int) -> list[Window]:
@@ -75,7 +82,7 @@ def _plausible(matrix: np.ndarray, tolerance: float = 0.3) -> bool:
 
 def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.Sources, options: AlignOptions,
                   target_pixel_size: float | None = None,
-                  around: tuple[np.ndarray, float] | None = None) -> tuple[raster.Georeference, float]:
+                  around: tuple[tuple[float, ...], float] | None = None) -> tuple[raster.Georeference, float]:
     """Locate the target in the reference.
 
     Args:
@@ -84,7 +91,8 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
         options: matcher, threshold, gate, max_size, and ``approx_center``, the (lon, lat)
             to search around (None searches the whole reference).
         target_pixel_size: the target's pixel size in reference units if known; else candidates are tried.
-        around: (centre in the reference CRS, radius in metres) of the area to search instead.
+        around: the area to search instead: (x0, y0, x1, y1) in the reference CRS, and the radius in metres
+            around the claimed footprint that it is.
 
     Returns:
         The found georeference, and its uncertainty in metres (a few search pixels).
@@ -101,15 +109,16 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
     best = None
     for size in candidates:
         if around is not None:
-            region = _region(ref_ds, *around)
+            region = _region(ref_ds, around[0])
         elif options.approx_center is not None:
-            region = _region(ref_ds, lonlat_to(ref_ds, *options.approx_center), 1.5 * long_side * size * mpu + 5000)
+            region = _region(ref_ds, _around(ref_ds, lonlat_to(ref_ds, *options.approx_center),
+                                             1.5 * long_side * size * mpu + 5000))
             if region is None:
                 raise NoOverlapError(f"the approximate centre {options.approx_center[0]:g} "
                                      f"{options.approx_center[1]:g} ({{param:approx_center}}) is outside it",
                                      ref_ds.name)
         else:
-            region = _region(ref_ds, None, 0.0)
+            region = _region(ref_ds, None)
         if region is None:
             break
         # Mutual matching drowns in look-alikes over an area much larger than the target:
@@ -117,7 +126,9 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
         part = int(2 * long_side * size / ref_px)
         for window in _parts(region, part):
             extent = max(window.width, window.height) * ref_px
-            working = max(size, extent / SEARCH_SIZE, size * long_side / options.max_size)
+            # The pixel the alignment itself matches at (a coarse or small target enlarged, not matched as a
+            # thumbnail), unless the part searched would then exceed SEARCH_SIZE.
+            working = max(raster.working_pixel(size, ref_px, long_side, options.max_size), extent / SEARCH_SIZE)
             target_long = long_side * size / working
             if target_long < 64:
                 log.debug("search at %.3g: target only %d px at the search scale, skipped", size, target_long)

@@ -56,3 +56,47 @@ def test_an_offset_of_kilometres_is_found_by_widening_the_search(tmp_path, scene
     assert result.quality.passed and error < 0.5
     assert result.search.how == "widened around the claimed georeference"
     assert result.search.radius_m >= max(map(abs, offset_m))
+
+
+@pytest.mark.parametrize("factor", [1, 3], ids=["10 m", "30 m"])
+def test_a_fit_beyond_the_margin_is_read_again_where_it_puts_the_target(tmp_path, scene, factor):
+    # 1.1 km off: the default margin's chip holds part of the target, whose fit reaches beyond it. The
+    # scene read around that fit holds all of it and convinces: no search of the wider area is needed
+    # (one that at a snowy or coarse target finds too few matches: the benchmark's 30 m targets moved
+    # by up to 2 km were refused as lying outside the margin).
+    import cv2
+
+    ref = write_tif(tmp_path / "ref.tif", scene.data, scene.transform, scene.crs)
+    data, truth = crop(scene, 600, 600, 510)
+    side = 510 // factor
+    data = np.stack([cv2.resize(b, (side, side), interpolation=cv2.INTER_AREA) for b in data])
+    truth = truth * Affine.scale(factor)
+    off = write_tif(tmp_path / "off.tif", data, Affine.translation(1100, -300) * truth, scene.crs)
+    result = estimate_alignment(off, ref)
+    error = geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), side, side) / (10 * factor)
+    assert result.quality.passed and error < 0.5
+    assert result.search.how == "widened around the claimed georeference" and result.search.radius_m == 2500
+    assert "search" not in result.timings
+
+
+def test_a_coarse_target_is_searched_for_enlarged_as_it_is_matched(tmp_path, scene):
+    # A 30 m target of 170 px is matched at about the reference's 10 m (georef.raster.working_pixel), not
+    # as a thumbnail: the search's answer is known to a few of those pixels.
+    import cv2
+    import rasterio
+
+    from georef import raster, search
+    from georef.options import AlignOptions as Options
+
+    ref = write_tif(tmp_path / "ref.tif", scene.data, scene.transform, scene.crs)
+    data, truth = crop(scene, 600, 600, 510)
+    data = np.stack([cv2.resize(b, (170, 170), interpolation=cv2.INTER_AREA) for b in data])
+    plain = write_tif(tmp_path / "plain.tif", data, None, None)
+    x, y = truth * (255, 255)
+    box = (x - 4000, y - 4000, x + 4000, y + 4000)
+    with rasterio.open(plain) as tgt, rasterio.open(ref) as ref_ds:
+        sources = raster.Sources(str(plain), str(ref), [1, 2, 3], [1, 2, 3], None, None)
+        found, uncertainty_m = search.global_search(tgt, ref_ds, sources, Options(), 30.0, around=(box, 2500.0))
+    assert uncertainty_m < 8 * 15  # eight search pixels of about 10 m, not of 30 m
+    true_30m = geometry.to_matrix(truth * Affine.scale(3))
+    assert geometry.mean_corner_distance(found.pixel_to_map, true_30m, 170, 170) < uncertainty_m
