@@ -185,6 +185,8 @@ def run_core(python: str, args: list[str], is_canceled: Callable[[], bool] = lam
         CoreError: exit code 2 or 3, with the core's one-line reason.
         CoreCrash: any other failure, with the core's stderr.
     """
+    if is_canceled():  # before the core starts: until it sets its handler, it would ignore the SIGINT
+        raise Canceled("canceled")
     proc = subprocess.Popen(command(python, *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, bufsize=1)
     tracker, kept = StageProgress(), []

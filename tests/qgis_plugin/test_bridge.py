@@ -50,3 +50,16 @@ def test_a_cancel_stops_a_running_process_but_not_a_finished_one():
     done = run("print('written')")
     done.wait()
     assert list(bridge.stream_lines(done, done.stdout, lambda: True)) == ["written\n"]
+
+
+def test_a_cancel_before_the_core_starts_starts_nothing(tmp_path):
+    # Until the core sets its SIGINT handler it ignores a SIGINT inherited as ignored (a parent started in
+    # the background): a cancel that came before the start must not start it.
+    import pytest
+
+    marker, python = tmp_path / "started", tmp_path / "python"
+    python.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    python.chmod(0o755)
+    with pytest.raises(bridge.Canceled):
+        bridge.run_core(str(python), ["--version"], lambda: True)
+    assert not marker.exists()
