@@ -333,7 +333,6 @@ def locate(target: str, reference: str, options: AlignOptions,
                 continue
             try:
                 if around_fit:
-                    # It matched the part of the target that its chip held: read all of it.
                     log.info("reading again around the fit that reached beyond the area searched")
                     read_around = best
                     scene = read_scene(target, reference, options, stages, around=radius, tried=tried,

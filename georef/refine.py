@@ -298,6 +298,9 @@ def _measure_gradients(target: _TargetWindows, gr: np.ndarray, valid: np.ndarray
     return centres[keep], offsets[keep], responses[keep], len(ys)
 
 
+#: Fewest windows of the ground size whose median distance stands for the content's disagreement.
+MIN_CONTENT_WINDOWS = 5
+
 #: Neighbouring windows overlap by half on each axis: four of them hold about one window of independent pixels.
 OVERLAP = 4
 
@@ -377,6 +380,3 @@ def refine(target: MatchImage, chip: MatchImage, matrix: np.ndarray, model: str,
             result.content = centres, chip_px
     return result
 
-
-#: Fewest windows of the ground size whose median distance stands for the content's disagreement.
-MIN_CONTENT_WINDOWS = 5
