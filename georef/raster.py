@@ -380,8 +380,10 @@ def _read(
     """Read bands and their joint validity mask, resampled to ``out_shape``; ``mask`` excludes more."""
     h, w = out_shape
     source_bytes = window.width * window.height * len(bands) * np.dtype(ds.dtypes[0]).itemsize
+    # A strip's height may lie within a pixel of its rows where the width does too: GDAL would copy its
+    # pixels instead of resampling them (see :func:`_square_pixels`).
     if (ds.driver in ("GTiff", "VRT") and source_bytes > STRIP_SOURCE_BYTES and h > STRIP_ROWS
-            and (h, w) != (window.height, window.width)):
+            and (h, w) != (window.height, window.width) and math.floor(window.width) != w):
         # A resampled read goes band by band: where the source's decoded blocks outgrow GDAL's cache, each
         # band decodes them again (a pixel-interleaved GeoTIFF without overviews) or warps them again (a
         # warped VRT). In strips of rows they stay cached: a whole tile's chip, GeoTIFF 2.3 -> 1.2 s, warped
@@ -491,6 +493,25 @@ def working_pixel(target_px: float, reference_px: float, long_side: int, max_siz
     return working
 
 
+def _square_pixels(window: Window, scale_x: float, scale_y: float) -> tuple[Window, tuple[int, int]]:
+    """The part of ``window`` that whole pixels resampled by ``scale_x`` x ``scale_y`` cover, and their (H, W).
+
+    Rounding each axis of the resampled window on its own would stretch its pixels by up to half a pixel
+    over the window's side, differently on each axis: on a chip of 460 px, 0.2 % wider than tall, which
+    turns a similarity fitted between the images into a shear on the ground of 0.3 px at the corners of
+    a 512 px target. The window is cut instead (by under one resampled pixel) so that every pixel keeps
+    the asked size. Where that changes neither side by a whole pixel, GDAL would copy the pixels of the
+    window's whole part rather than resample them: the window is then read as it is.
+    """
+    # The tolerance keeps a side that is whole pixels in exact arithmetic (170 px enlarged 3 times) whole.
+    h = max(1, math.floor(window.height * scale_y + 1e-6))
+    w = max(1, math.floor(window.width * scale_x + 1e-6))
+    cut = Window(window.col_off, window.row_off, min(window.width, w / scale_x), min(window.height, h / scale_y))
+    if (math.floor(cut.height), math.floor(cut.width)) == (h, w):
+        return window, (window.height, window.width)
+    return cut, (h, w)
+
+
 def read_target(ds: rasterio.io.DatasetReader, bands: list[int], long_side: int,
                 mask: ExclusionMask | None = None) -> MatchImage:
     """Read a whole raster for matching, resampled so that its long side is ``long_side`` pixels.
@@ -500,15 +521,15 @@ def read_target(ds: rasterio.io.DatasetReader, bands: list[int], long_side: int,
     ``to_world`` maps the returned image's raster coordinates to full-resolution
     pixels; ``stretch`` is the scene's, for its windows to share.
     """
-    factor = max(ds.width, ds.height) / long_side
-    h, w = max(1, round(ds.height / factor)), max(1, round(ds.width / factor))
-    data, valid = _read(ds, bands, Window(0, 0, ds.width, ds.height), (h, w), mask)
+    factor = long_side / max(ds.width, ds.height)
+    window, (h, w) = _square_pixels(Window(0, 0, ds.width, ds.height), factor, factor)
+    data, valid = _read(ds, bands, window, (h, w), mask)
     try:
         stretch = band_stretch(data, valid)
         pixels = normalise(data, valid, stretch)
     except EmptyDataError as exc:
         raise EmptyDataError(exc.message, ds.name) from None
-    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), geometry.scaling(ds.width / w, ds.height / h),
+    return MatchImage(pixels, _erode(valid, NODATA_BORDER_PX), geometry.scaling(window.width / w, window.height / h),
                       stretch)
 
 
@@ -618,8 +639,9 @@ def read_reference_chip(
     window = Window(c0, r0, c1 - c0, r1 - r0)
     scale_x, scale_y = abs(t.a) / pixel_size, abs(t.e) / pixel_size
     if abs(scale_x - 1) < 1e-3 and abs(scale_y - 1) < 1e-3:
-        scale_x = scale_y = 1.0  # same resolution: read the pixels as they are
-    h, w = max(1, round(window.height * scale_y)), max(1, round(window.width * scale_x))
+        h, w = window.height, window.width  # same resolution: read the pixels as they are
+    else:
+        window, (h, w) = _square_pixels(window, scale_x, scale_y)
     if h * w > MAX_CHIP_PIXELS:
         raise SearchTooLarge(
             f"the area to search ({margin_m:g} m around the target) would be {w} x {h} px at the pixel of "
