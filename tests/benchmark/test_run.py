@@ -1,5 +1,6 @@
 import csv
 import json
+import runpy
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from georef.benchmark.cases import CaseSpec, build_cases, csv_cases
 from georef.cli.main import cli
 from georef.matchers.base import Matcher, Matches
 
-from conftest import S2_SEASONS, write_tif
+from conftest import REPO, S2_SEASONS, write_tif
 
 
 class ExactMatcher(Matcher):
@@ -118,6 +119,21 @@ def test_two_pair_benchmark_run_writes_sane_files(tmp_path):
     # a second run resumes: nothing is run again
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0 and len(list(csv.DictReader(open(out / "cases.csv")))) == 12
+
+
+def test_the_band_layout_sample_runs_without_the_shared_data(tmp_path):
+    """samples/make_band_layout.py: a scene of another continent in the s2-seasons layout. Its control season
+    has the same bands as the reference, so its truth is exact: the method lands on it to a tenth of a pixel."""
+    layout = runpy.run_path(str(REPO / "samples" / "make_band_layout.py"))["make_layout"](tmp_path / "layout").parent
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(cli, ["benchmark", str(layout), "--seasons", "winter:summer,summer_prev:summer",
+                                      "--tiles", "STEST512", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out / "cases.csv")))
+    errors = {group: [float(r["error_px"]) for r in rows if r["group"] == group and r["accepted"] == "True"]
+              for group in ("winter->summer", "summer_prev->summer")}
+    assert len(rows) == 6 and all(len(e) == 3 for e in errors.values())
+    assert max(errors["summer_prev->summer"]) < 0.1 and max(errors["winter->summer"]) < 0.5
 
 
 def test_bad_matcher_name_is_a_usage_error(tmp_path):
