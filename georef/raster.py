@@ -380,8 +380,8 @@ def _read(
     """Read bands and their joint validity mask, resampled to ``out_shape``; ``mask`` excludes more."""
     h, w = out_shape
     source_bytes = window.width * window.height * len(bands) * np.dtype(ds.dtypes[0]).itemsize
-    # A strip's height may lie within a pixel of its rows where the width does too: GDAL would copy its
-    # pixels instead of resampling them (see :func:`_square_pixels`).
+    # Where the width lies within a pixel of its resampled size, a strip's height can too, and GDAL would
+    # copy the strip's pixels instead of resampling them (see :func:`_square_pixels`): one read then.
     if (ds.driver in ("GTiff", "VRT") and source_bytes > STRIP_SOURCE_BYTES and h > STRIP_ROWS
             and (h, w) != (window.height, window.width) and math.floor(window.width) != w):
         # A resampled read goes band by band: where the source's decoded blocks outgrow GDAL's cache, each

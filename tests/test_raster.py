@@ -116,20 +116,24 @@ def test_reference_chip_is_resampled_to_target_pixel_size(tmp_path, scene):
     np.testing.assert_allclose(corner, geometry.apply(footprint, [[0, 0]])[0] + (-200, 200))
 
 
-@pytest.mark.parametrize("pixel_size", [10.0104, 11.0412, 9.3])
-def test_a_resampled_chip_has_square_pixels_whose_content_lies_where_they_say(tmp_path, pixel_size):
+@pytest.mark.parametrize("pixel_size, size", [(10.0104, (200, 130)), (11.0412, (200, 130)), (9.3, (200, 130)),
+                                              (10.03, (60, 400))])
+def test_a_resampled_chip_has_square_pixels_whose_content_lies_where_they_say(tmp_path, monkeypatch, pixel_size,
+                                                                              size):
     """Each axis rounded on its own gave a chip 0.2 % wider than tall (a similarity fitted to it sheared the
-    result by 0.3 px); a window within a pixel of its resampled size was copied by GDAL, not resampled."""
+    result by 0.3 px); GDAL copies a window within a pixel of its resampled size rather than resample it,
+    whole (10.0104 m) or in the strips of rows of a large read (10.03 m, 60 x 400 px)."""
+    monkeypatch.setattr(raster, "STRIP_SOURCE_BYTES", 0)  # every read as large as a tile's
     xs, ys = np.meshgrid(np.arange(512) + 0.5, np.arange(480) + 0.5)
     t = Affine(10, 0, 500_000, 0, -10, 5_400_000)
     path = write_tif(tmp_path / "ramps.tif", np.stack([xs, ys]).astype(np.float32), t, CRS.from_epsg(32635))
     footprint = geometry.to_matrix(t * Affine.translation(150, 140) * Affine.scale(pixel_size / 10))
     with raster.open_raster(path) as ds:
         # Both bands read at once, as GDAL copies them; a band stretched to nothing is left out of the pixels.
-        chips = [raster.read_reference_chip(ds, [1, 2], footprint, 200, 130, 600.0, pixel_size, stretch=stretch)
+        chips = [raster.read_reference_chip(ds, [1, 2], footprint, *size, 600.0, pixel_size, stretch=stretch)
                  for stretch in ([(0, 512), (0, 0)], [(0, 0), (0, 480)])]
     to_world, (h, w) = chips[0].to_world, chips[0].shape
-    assert to_world[0, 0] == -to_world[1, 1]  # square: within a pixel of the reference's, the reference's own
+    assert to_world[0, 0] == pytest.approx(-to_world[1, 1], rel=1e-12)  # square: within a pixel of the reference's, the reference's own
     assert abs(to_world[0, 0] / pixel_size - 1) < 1 / min(h, w)
     centres = geometry.apply(np.linalg.inv(geometry.to_matrix(t)) @ to_world,
                              np.stack(np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5), -1).reshape(-1, 2))
