@@ -77,7 +77,7 @@ class Accuracy:
         model_px: for a shift, the corners' mean distance to a similarity of the same measurements; else 0.
         measurements: measurements used (windows or tie points).
         blocks: spatial blocks holding the inliers.
-        source: ``"refinement windows"`` or ``"tie points"``.
+        source: ``"refinement windows"``, ``"tie points"`` or ``"GCPs"`` (a fit to a user's GCPs).
     """
 
     ce90_px: float

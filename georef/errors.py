@@ -42,6 +42,15 @@ class GeorefError(Exception):
         text = _PARAM.sub(lambda m: name_of(m[1]), self.message)
         return f"{self.path}: {text}" if self.path else text
 
+    def name_instead(self, temporary: str | Path, path: str | Path) -> None:
+        """Name ``path`` wherever this error names ``temporary``, a file made to stand for it (a VRT over the
+        user's input), which the user never saw and which is gone once the error is read."""
+        temporary, path = str(temporary), str(path)
+        if self.path == temporary:
+            self.path = path
+        self.message = self.message.replace(temporary, path)
+        self.args = (self.render(),)
+
 
 class InvalidOption(GeorefError, ValueError):
     """An option value is out of range, not finite, or inconsistent with another."""

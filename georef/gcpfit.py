@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.crs import CRS
 
-from georef import geometry, raster
+from georef import accuracy, geometry, raster
 from georef.errors import DegenerateGcps, GcpFormatError
 from georef.fitting import select_model
 from georef.gcps import GcpTable
@@ -88,6 +88,9 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
                                                                         metres_per_unit)
     # Edited GCPs face no gate and no search margin: the user chose them.
     metres_per_px = unit * metres_per_unit
+    # Their map positions in target pixels through the fitted grid: the frame the estimate measures in.
+    measured = geometry.apply(np.linalg.inv(transform), table.map_xy)
+    estimate = accuracy.estimate(table.pixel, measured, used, spec.name, (width, height), metres_per_px, "GCPs")
     quality = Quality(len(table), int(used.sum()), int(used.sum()), rmse, float(r.max()), rmse * metres_per_px,
                       float(r.max()) * metres_per_px, coverage(pixel, width, height), moved.shift_m,
                       moved.scale_change, span=span(pixel, width, height),
@@ -95,7 +98,7 @@ def alignment_from_gcps(table: GcpTable, target: str | Path, model: str = AUTO,
     return Alignment(str(target), str(reference) if reference else "", "gcps", model, table.crs.to_wkt(),
                      transform, width, height, metres_per_px,
                      TiePoints(table.pixel, table.map_xy, residual, used, table.confidence), quality,
-                     warp=None if spec.kind == "matrix" else fitted, path="gcps")
+                     warp=None if spec.kind == "matrix" else fitted, accuracy=estimate, path="gcps")
 
 
 def _assumed_crs(crs: str | CRS | None, target_ds, reference: str | Path | None, source: str | Path) -> CRS:

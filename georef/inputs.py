@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from georef.errors import BandError, RasterReadError
+from georef.errors import BandError, GeorefError, RasterReadError
 from georef.raster import ExclusionMask, open_raster
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ class ResolvedInput:
         self.spec = str(spec)
         self.product_bands = product_bands
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._stack = ""
 
     def __enter__(self) -> str:
         if is_product(self.spec):
@@ -152,8 +153,11 @@ class ResolvedInput:
         if len(files) == 1:
             return files[0]
         self._tmp = tempfile.TemporaryDirectory(prefix="georef-")
-        return str(stack_vrt(files, Path(self._tmp.name)))
+        self._stack = str(stack_vrt(files, Path(self._tmp.name)))
+        return self._stack
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         if self._tmp is not None:
+            if isinstance(exc, GeorefError):
+                exc.name_instead(self._stack, self.spec)
             self._tmp.cleanup()

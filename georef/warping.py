@@ -24,7 +24,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.shutil import copy as copy_dataset
 from rasterio.vrt import WarpedVRT
 
-from georef.errors import CRSMismatch, one_line
+from georef.errors import CRSMismatch, GeorefError, one_line
 from georef.raster import ExclusionMask, is_georeferenced, open_raster
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,13 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
                     copy_dataset(vrt, warped_mask, driver="VRT")
             mask = ExclusionMask.spec(warped_mask, values)
         log.info("reading the reference %s warped north-up in %s", reference, crs.to_string())
-        yield str(warped), mask
+        try:
+            yield str(warped), mask
+        except GeorefError as exc:
+            exc.name_instead(warped, reference)
+            if mask:
+                exc.name_instead(warped_mask, mask_path)
+            raise
 
 
 def _with_overviews(path: str, vrt: Path, resampling: str) -> str:

@@ -81,6 +81,26 @@ def test_good_gcps_are_fitted(target, tmp_path, model):
     assert max(residual) < 1e-6
 
 
+def test_the_estimate_of_a_gcp_fit_covers_its_error_and_grows_with_a_wrong_model(target, tmp_path):
+    rng = np.random.default_rng(3)
+    pixel = rng.uniform(0, 256, (40, 2))
+    unit = math.sqrt(abs(np.linalg.det(TRUE[:2, :2])))
+    map_xy = geometry.apply(TRUE, pixel) + rng.normal(0, unit, (40, 2))  # placed to about a pixel
+    points = write_points(tmp_path / "g.points", pixel, map_xy)
+    estimates = {}
+    for model in ("affine", "shift"):
+        assert fit(points, target, tmp_path / f"{model}.tif", model, tmp_path / f"{model}.json").exit_code == 0
+        data = json.loads((tmp_path / f"{model}.json").read_text())
+        estimates[model] = data["estimated_ce90_px"]
+    corners = geometry.corners(256, 256)
+    with rasterio.open(tmp_path / "affine.tif") as ds:
+        fitted = geometry.to_matrix(ds.transform)
+    error = np.linalg.norm(geometry.apply(fitted, corners) - geometry.apply(TRUE, corners), axis=1).mean() / unit
+    assert error <= estimates["affine"] < 3
+    # the shift leaves out TRUE's shear and rotation: 0.04 of 256 px at the corners
+    assert estimates["shift"] > 2 * estimates["affine"]
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(gcp_sets())
 # Distinct numbers that are no distinct places: pixels 2e-311 px apart, and map positions 1e-300 m apart
@@ -100,6 +120,7 @@ def test_fit_refuses_or_writes_a_sound_georeference(target, tmp_path_factory, gc
     data = json.loads(report.read_text())
     residual = np.asarray(data["alignment"]["tie_points"]["residual_px"])
     assert np.isfinite(residual).all()
+    assert data["estimated_ce90_px"] is None or 0 <= data["estimated_ce90_px"] < math.inf
     with rasterio.open(out) as ds:
         written = geometry.to_matrix(ds.transform)
         gcp_count = len(ds.gcps[0])

@@ -9,7 +9,7 @@ from rasterio.windows import Window
 from georef import geometry
 from georef import AlignOptions, estimate_alignment
 from georef.options import RefineOptions
-from georef.errors import BandError, InvalidOption, RasterReadError
+from georef.errors import BandError, EmptyDataError, InvalidOption, RasterReadError
 from georef.inputs import ResolvedInput, product_band_files
 from georef.raster import ExclusionMask
 
@@ -150,3 +150,25 @@ def test_mask_bits_are_checked(tmp_path):
                            (f"{flags}:bits=a", "not bit positions"), (f"{floats}:bits=1", "integer band")):
         with pytest.raises(InvalidOption, match=expected):
             ExclusionMask.parse(spec)
+
+
+def test_an_error_in_a_stand_in_for_an_input_names_the_input(tmp_path, pair):
+    """A reference read through a temporary VRT (a band stack, or a rotated grid warped north-up) is named
+    as the user gave it, not as the VRT that stood for it and is gone."""
+    with rasterio.open(pair.reference) as ref:
+        profile, shape = ref.profile, (1, ref.height, ref.width)
+    bands = []
+    for i in range(3):
+        bands.append(tmp_path / f"empty_b{i}.tif")
+        with rasterio.open(bands[-1], "w", **dict(profile, count=1)) as dst:
+            dst.write(np.zeros(shape, profile["dtype"]))
+    stacked = ",".join(map(str, bands))
+    with pytest.raises(EmptyDataError) as info:
+        estimate_alignment(pair.target, stacked)
+    assert info.value.path == stacked and "vrt" not in str(info.value)
+    rotated = tmp_path / "empty_rotated.tif"
+    with rasterio.open(rotated, "w", **dict(profile, transform=profile["transform"] * Affine.rotation(5))) as dst:
+        dst.write(np.zeros((profile["count"],) + shape[1:], profile["dtype"]))
+    with pytest.raises(EmptyDataError) as info:
+        estimate_alignment(pair.target, rotated)
+    assert info.value.path == str(rotated) and "vrt" not in str(info.value)
