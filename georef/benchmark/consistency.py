@@ -21,10 +21,11 @@ from georef.benchmark.cases import Case
 
 @dataclass
 class SeasonOffset:
-    """Mean error of one setting at the targets' centres, over one tile's cases of a season pair.
+    """Mean error of one setting at the targets' centres, over one tile's cases of a season pair (or over
+    one file's cases of several draws, see :func:`file_offsets`).
 
     Attributes:
-        tile: the tile.
+        tile: the tile (or ``TILE/FILE``).
         group: the season pair, ``target->reference``.
         cases: cases averaged.
         x_px, y_px: mean offset in pixels like ``error_px`` (x east, y south on a north-up grid).
@@ -88,6 +89,43 @@ def centre_offset(error: np.ndarray, case: Case) -> np.ndarray:
     return np.array([east, -north])
 
 
+def _mean_offsets(offsets: dict[tuple[str, str], list[np.ndarray]]) -> list[SeasonOffset]:
+    """Each (place, group)'s offsets as their mean and their RMS distance from it."""
+    found = []
+    for (place, group), values in sorted(offsets.items()):
+        v = np.array(values)
+        spread = float(np.sqrt(np.mean(np.sum((v - v.mean(axis=0)) ** 2, axis=1))))
+        found.append(SeasonOffset(place, group, len(v), *map(float, v.mean(axis=0)), spread))
+    return found
+
+
+def file_offsets(draws: list[tuple[list[dict], list[Case]]]) -> list[SeasonOffset]:
+    """Per file and season pair, the offset at the target's centre of one setting's accepted estimates over
+    several draws of cases (seeds), and their spread about it.
+
+    Each draw moves the target differently. A file whose answers repeat to a few hundredths of a pixel over
+    the draws shows what its content says: where that is far from the truth, the truth is not the
+    content's, and a spread of a tenth of a pixel or more is the method's noise.
+
+    Args:
+        draws: per draw, the ``cases.csv`` rows of one setting and the cases they ran (names repeat across
+            draws, truths do not).
+
+    Returns:
+        One offset per file and season pair, ``tile`` holding ``TILE/FILE``.
+    """
+    offsets: dict[tuple[str, str], list[np.ndarray]] = {}
+    for rows, cases in draws:
+        by_name = {c.name: c for c in cases}
+        for row in rows:
+            case = by_name.get(row["case"])
+            if case is None or case.truth is None or not row.get("estimate") or row.get("accepted") != "True":
+                continue
+            _, place, group = split_name(case.name)
+            offsets.setdefault((place, group), []).append(centre_offset(map_error(row, case), case))
+    return _mean_offsets(offsets)
+
+
 def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[SeasonOffset], list[LoopClosure]]:
     """Per-tile offsets and loop closures of one setting's rows.
 
@@ -111,11 +149,7 @@ def season_consistency(rows: list[dict], cases: list[Case]) -> tuple[list[Season
         error = map_error(row, case)
         errors[place, group] = error, case, float(row.get("estimated_ce90_px") or "nan")
         offsets.setdefault((tile, group), []).append(centre_offset(error, case))
-    season_offsets = []
-    for (tile, group), values in sorted(offsets.items()):
-        v = np.array(values)
-        spread = float(np.sqrt(np.mean(np.sum((v - v.mean(axis=0)) ** 2, axis=1))))
-        season_offsets.append(SeasonOffset(tile, group, len(v), *map(float, v.mean(axis=0)), spread))
+    season_offsets = _mean_offsets(offsets)
     closures: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (tile, loop) -> (closure, bound) per file
     for place in sorted({place for place, _ in errors}):
         seasons = {s for p, g in errors if p == place for s in g.split("->")}

@@ -5,7 +5,7 @@ import pytest
 
 from georef import geometry
 from georef.benchmark.cases import Case, WarpSpec
-from georef.benchmark.consistency import parse_estimate, season_consistency
+from georef.benchmark.consistency import file_offsets, parse_estimate, season_consistency
 from georef.benchmark.metrics import affine_text
 from georef.benchmark.report import consistency_lines
 
@@ -72,3 +72,18 @@ def test_no_triangle_no_section():
     rows = _rows(cases, {"winter->summer": (0.0, 0.0)})
     assert season_consistency(rows, cases)[1] == []
     assert consistency_lines(rows, cases, ["m/auto/2 winter->summer"]) == []
+
+
+def test_a_file_offset_over_draws_is_the_content_offset_and_its_spread_the_noise():
+    draws = []
+    for seed, noise in enumerate((0.0, 2.0, -2.0)):  # metres east: the method's noise on this draw
+        case = _case("winter->summer", seed)  # each draw moves the target by another warp
+        (row,) = _rows([case], {"winter->summer": (7.0 + noise, -4.0)})
+        refused = {**row, "case": case.name, "accepted": "False", "estimate": affine_text(
+            geometry.translation(900.0, 0.0) @ case.truth, 512, 512)}
+        draws.append(([{**row, "accepted": "True"}, refused], [case]))
+    (found,) = file_offsets(draws)
+    assert found.tile == "T1/tile_0_0" and found.group == "winter->summer" and found.cases == 3
+    # 7 m east and 4 m south on 10 m pixels; the refused 90 px answers are left out
+    assert (found.x_px, found.y_px) == (pytest.approx(0.7, abs=1e-6), pytest.approx(0.4, abs=1e-6))
+    assert found.spread_px == pytest.approx(np.sqrt(2 / 3) * 0.2, abs=1e-6)

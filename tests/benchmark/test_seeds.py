@@ -42,6 +42,16 @@ def test_one_tile_has_no_per_tile_shares_and_the_markdown_has_each_seed(tmp_path
     assert f"| {KEY} | 2 | 100% / 0% |" in text
 
 
+def test_the_markdown_gives_each_file_offset_that_several_seeds_repeat(tmp_path):
+    pooled = pool({0: [_row("A", 0, 0.2)], 1: [_row("A", 0, 0.3)]})
+    pooled["files"] = {"m/auto/2": [
+        {"tile": "A/tile_0_0", "group": "winter->summer", "cases": 2, "x_px": 0.704, "y_px": -0.004, "spread_px": 0.02},
+        {"tile": "A/tile_0_1", "group": "winter->summer", "cases": 1, "x_px": 0.1, "y_px": 0.1, "spread_px": 0.0}]}
+    text = write_markdown(pooled, tmp_path / "seeds.md", "georef benchmark x --seed 0-1").read_text()
+    assert "| m/auto/2 | A/tile_0_0 | winter->summer | 2 | +0.70 | +0.00 | 0.70 | 0.02 |" in text
+    assert "A/tile_0_1" not in text  # one accepted answer repeats nothing
+
+
 @pytest.mark.parametrize("value", ["2-1", "1,1", "-1", "a", "0-2,2"])
 def test_bad_seeds_are_a_usage_error(tmp_path, value):
     result = CliRunner().invoke(cli, ["benchmark", str(tmp_path), "--seed", value, "--out", str(tmp_path / "o")])
