@@ -69,14 +69,42 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
     ]
 
 
+def _colormaps(src) -> dict[int, dict]:
+    """The colour tables of ``src``'s palette bands, by band index (empty for other rasters)."""
+    tables = {}
+    for b in src.indexes:
+        try:
+            tables[b] = src.colormap(b)
+        except ValueError:  # no colour table: not a palette band
+            pass
+    return tables
+
+
+def _describe(dst, colorinterp, tags: dict, band_tags: list[dict], descriptions, tables: dict[int, dict]) -> None:
+    """Give ``dst`` the source's colour interpretation, colour tables, tags and band descriptions."""
+    dst.colorinterp = colorinterp
+    dst.update_tags(**tags)
+    for b, table in tables.items():
+        dst.write_colormap(b, table)
+    for b in dst.indexes:
+        dst.update_tags(b, **band_tags[b - 1])
+        if descriptions[b - 1]:
+            dst.set_band_description(b, descriptions[b - 1])
+
+
+def _description(src) -> tuple:
+    """What :func:`_describe` copies, read from ``src`` (so that it outlives the open file)."""
+    return src.colorinterp, src.tags(), [src.tags(b) for b in src.indexes], src.descriptions, _colormaps(src)
+
+
 def write_aligned(
     target: str | Path, output: str | Path, alignment: Alignment, gcps: int | None = None,
     staging: Staging | None = None, step: Callable[[int], None] = lambda n: None,
 ) -> Path:
     """Write the target's pixels with the alignment's georeference to a GeoTIFF.
 
-    All bands, dtype, nodata, mask, colour interpretation, descriptions and tags
-    are kept. The file is written beside ``output`` and renamed when complete.
+    All bands, dtype, nodata, mask, colour interpretation and tables, descriptions
+    and tags are kept. The file is written beside ``output`` and renamed when complete.
 
     Args:
         target: the raster whose pixels to copy (never modified).
@@ -118,12 +146,7 @@ def write_aligned(
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), dst:
             if gcps:
                 dst.gcps = (gcps_for(alignment, gcps), alignment.crs)
-            dst.colorinterp = src.colorinterp
-            dst.update_tags(**src.tags())
-            for b in src.indexes:
-                dst.update_tags(b, **src.tags(b))
-                if src.descriptions[b - 1]:
-                    dst.set_band_description(b, src.descriptions[b - 1])
+            _describe(dst, *_description(src))
             for row in range(0, src.height, _ROWS_PER_CHUNK):
                 window = Window(0, row, src.width, min(_ROWS_PER_CHUNK, src.height - row))
                 dst.write(src.read(window=window), window=window)
@@ -191,8 +214,10 @@ def write_warped(
 
     Affine-family models warp through the geotransform; a homography or spline
     through GCPs with GDAL's thin-plate spline; a polynomial through GCPs of its order.
-    All bands are kept; nodata stays nodata, and without nodata a mask marks
-    the pixels outside the target.
+    All bands are kept, with their colour interpretation and tables, descriptions
+    and tags; nodata stays nodata, and without nodata a mask marks the pixels
+    outside the target. A palette raster is resampled by nearest neighbour
+    whatever ``resampling`` says (its values name colours).
 
     Args:
         target: the raster to warp (never modified).
@@ -217,7 +242,12 @@ def write_warped(
         valid = src.dataset_mask()
         profile = dict(driver="GTiff", width=width, height=height, count=src.count, dtype=src.dtypes[0],
                        nodata=nodata, crs=dst_crs, transform=dst_transform, tiled=True)
-        colorinterp, tags = src.colorinterp, src.tags()
+        description = _description(src)
+    if description[-1] and resampling not in (Resampling.nearest, Resampling.mode):
+        # A palette band's values name colours (often classes): any interpolation invents ones that are not there.
+        log.warning("%s is a palette raster: warped with nearest-neighbour resampling, not %s", target,
+                    resampling.name)
+        resampling = Resampling.nearest
     georef: dict = {}
     model = MODELS[alignment.model]
     if model.geotransform:
@@ -240,8 +270,7 @@ def write_warped(
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(plain, "w", **profile) as dst:
                 dst.write(warped)
-                dst.colorinterp = colorinterp
-                dst.update_tags(**tags)
+                _describe(dst, *description)
                 if nodata is None:
                     dst.write_mask(mask)
             rasterio.shutil.copy(plain, tmp, driver="COG", compress="deflate")

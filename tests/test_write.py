@@ -42,6 +42,21 @@ def test_output_keeps_pixels_and_metadata(tmp_path, scene, pair):
         assert geometry.mean_corner_distance(geometry.to_matrix(dst.transform), geometry.to_matrix(truth), 512, 512) < 3
 
 
+def test_a_palette_keeps_its_colours_and_is_warped_without_inventing_any(tmp_path, scene, pair):
+    data, truth = crop(scene, 700, 650, 512)
+    indexes = np.clip(data[:1] / data[0].max() * 63, 0, 63).astype(np.uint8) * 4  # 64 of 256 entries used
+    target = write_tif(tmp_path / "palette.tif", indexes, Affine.translation(120, -70) * truth, scene.crs)
+    table = {i: (i, 255 - i, (7 * i) % 256, 255) for i in range(256)}
+    with rasterio.open(target, "r+") as ds:
+        ds.write_colormap(1, table)
+    for options in (OutputOptions(output=tmp_path / "aligned.tif"),
+                    OutputOptions(output=tmp_path / "warped.tif", warp=True, resampling="cubic")):
+        align_file(target, pair.reference, options)
+        with rasterio.open(options.output) as dst:
+            assert dst.colorinterp == (ColorInterp.palette,) and dst.colormap(1) == table
+            assert set(np.unique(dst.read(1))) <= set(np.unique(indexes)) | {0}  # no colour in between
+
+
 def test_gcps_are_embedded_instead_of_a_geotransform(tmp_path, pair):
     result = estimate_alignment(pair.target, pair.reference)
     out = write_aligned(pair.target, tmp_path / "gcps.tif", result, gcps=16)
