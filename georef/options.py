@@ -222,6 +222,7 @@ class AlignOptions:
         max_size: long side, in pixels, above which the target is matched decimated.
         weights: weight file for the matcher; default from the registry.
         target_crs: CRS to assume for a target that has a geotransform but no CRS.
+        reference_crs: the same for the reference.
         gate: quality thresholds.
         seed: random seed of the robust fit.
         tiles: coarse-to-fine window matching of targets larger than ``max_size``.
@@ -248,6 +249,7 @@ class AlignOptions:
     max_size: int = 2048
     weights: str | None = None
     target_crs: str | None = None
+    reference_crs: str | None = None
     gate: QualityGate = field(default_factory=QualityGate)
     seed: int = 0
     tiles: TileOptions = field(default_factory=TileOptions)
@@ -273,8 +275,10 @@ class AlignOptions:
         _check(self.max_size >= 64, "max_size", f"must be >= 64, not {self.max_size}")
         _check(not self.bands or all(b >= 1 for b in self.bands), "bands", "are numbered from 1")
         _check(isinstance(self.seed, numbers.Integral) and self.seed >= 0, "seed", f"must be an integer >= 0, not {self.seed!r}")
-        problem = None if self.target_crs is None else crs_problem(self.target_crs)
-        _check(problem is None, "target_crs", problem or "")
+        for name in ("target_crs", "reference_crs"):
+            value = getattr(self, name)
+            problem = None if value is None else crs_problem(value)
+            _check(problem is None, name, problem or "")
         if self.approx_center is not None:
             lon, lat = self.approx_center
             _finite(lon, "approx_center", -180, 180)

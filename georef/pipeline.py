@@ -265,7 +265,8 @@ def estimate_alignment(target: str | Path, reference: str | Path, options: Align
     stages = Stages(reporter)
     with raster.gdal_env(), inputs.ResolvedInput(target, options.product_bands) as tgt, \
             inputs.ResolvedInput(reference, options.product_bands) as resolved, \
-            warping.reference_in_crs(resolved, warping.claimed_crs(tgt, options.target_crs), options.mask_ref) \
+            warping.reference_in_crs(resolved, warping.claimed_crs(tgt, options.target_crs), options.mask_ref,
+                                     options.reference_crs) \
             as (ref, mask_ref):
         options = replace(options, mask_ref=mask_ref)
         scene, coarse, target_img = locate(tgt, ref, options, stages)
@@ -434,7 +435,7 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
     masks = [raster.ExclusionMask.parse(m) if m else None for m in (options.mask_target, options.mask_ref)]
     with raster.open_raster(reference) as ref_ds, raster.open_raster(target) as tgt_ds:
         if ref_ds.crs is None:
-            raise MissingGeoreference("reference has no CRS", reference)
+            raise MissingGeoreference("reference has no CRS; give it with {param:reference_crs}", reference)
         if ref_ds.transform.is_identity:
             raise MissingGeoreference("reference has no geotransform", reference)
         for mask, ds, path, role in zip(masks, (tgt_ds, ref_ds), (target, reference), ("target", "reference")):

@@ -41,18 +41,20 @@ def claimed_crs(path: str, assumed: str | None = None) -> CRS | None:
 
 
 @contextmanager
-def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -> Iterator[tuple[str, str | None]]:
+def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None,
+                     assumed: str | None = None) -> Iterator[tuple[str, str | None]]:
     """The reference, and its exclusion mask, as GDAL reads them in ``crs``, north-up.
 
-    Where the target claims another CRS than the reference's, or the reference's geotransform is rotated,
-    the reference is read through a warped VRT (cubic), and everything, the output included, lives in the
-    target's CRS. The mask is warped onto the same grid (nearest), after it is checked against the
-    reference itself.
+    Where the target claims another CRS than the reference's, the reference's geotransform is rotated, or
+    the reference has a geotransform but no CRS and one is ``assumed`` (a world file), the reference is
+    read through a warped VRT (cubic), and everything, the output included, lives in the target's CRS.
+    The mask is warped onto the same grid (nearest), after it is checked against the reference itself.
 
     Args:
         reference: a path GDAL opens.
         crs: the target's CRS (:func:`claimed_crs`); None: the reference's.
         mask: the reference's exclusion mask, ``PATH[:values]``, or None.
+        assumed: the reference's CRS where it has none of its own (``--ref-crs``).
 
     Yields:
         (path of the reference to read, the mask to use): the inputs themselves where ``crs`` is None or the
@@ -61,8 +63,9 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
     """
     with open_raster(reference) as ds:
         rotated = ds.transform.b != 0 or ds.transform.d != 0  # its chips are read north-up
-        crs = crs or ds.crs
-        as_is = ds.crs is None or ds.transform.is_identity or (ds.crs == crs and not rotated)
+        own = ds.crs or (CRS.from_user_input(assumed) if assumed and not ds.transform.is_identity else None)
+        crs = crs or own
+        as_is = own is None or ds.transform.is_identity or (ds.crs == crs and not rotated)
         if mask and not as_is:
             ExclusionMask.parse(mask).check_covers(ds, reference, "reference")
     if as_is:
@@ -72,18 +75,21 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None) -
         warped = Path(tmp) / "reference.vrt"
         with open_raster(_with_overviews(reference, Path(tmp) / "source.vrt", "average")) as ds:
             alpha = next((i for i, ci in zip(ds.indexes, ds.colorinterp) if ci == ColorInterp.alpha), 0)
+            # A north-up reference that only lacked its CRS keeps its own grid: the warp copies its pixels.
+            same_grid = {} if rotated or crs != own else dict(transform=ds.transform, width=ds.width,
+                                                                height=ds.height)
             try:
-                with WarpedVRT(ds, crs=crs, resampling=Resampling.cubic, src_alpha=alpha,
-                               add_alpha=ds.nodata is None and not alpha) as vrt:
+                with WarpedVRT(ds, src_crs=own, crs=crs, resampling=Resampling.cubic, src_alpha=alpha,
+                               add_alpha=ds.nodata is None and not alpha, **same_grid) as vrt:
                     copy_dataset(vrt, warped, driver="VRT")
                     grid = dict(crs=crs, transform=vrt.transform, width=vrt.width, height=vrt.height)
             except CPLE_BaseError as exc:
-                names = [pyproj.CRS.from_user_input(c).name for c in (ds.crs, crs)]
+                names = [pyproj.CRS.from_user_input(c).name for c in (own, crs)]
                 log.debug("PROJ: %s", one_line(exc))
                 raise CRSMismatch(f"PROJ knows no way from its CRS ({names[0]}) to the target's, {names[1]}",
                                   reference) from None
             # The mask covers the reference's extent: its pixels are the reference's, scaled.
-            src_crs, src_transform, size = ds.crs, ds.transform, (ds.width, ds.height)
+            src_crs, src_transform, size = own, ds.transform, (ds.width, ds.height)
         if mask:
             mask_path, values = ExclusionMask.split(mask)
             warped_mask = Path(tmp) / "reference_mask.vrt"

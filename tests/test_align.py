@@ -9,9 +9,9 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from georef import geometry
+from georef import geometry, warping
 from georef import Alignment, AlignOptions, OutputOptions, QualityGate, align_file, estimate_alignment
-from georef.errors import OutputExistsError, QualityGateFailed
+from georef.errors import MissingGeoreference, OutputExistsError, QualityGateFailed
 from georef.options import RefineOptions
 
 from conftest import REPO, crop, write_tif
@@ -243,3 +243,17 @@ def test_a_search_narrower_than_half_the_period_takes_the_repeat_in_reach(tmp_pa
     result = estimate_alignment(target, reference, AlignOptions(max_shift_m=150.0))
     assert result.quality.passed and result.quality.repeat < 0.3
     assert corner_error_px(result.transform, truth, 512) < 0.3
+
+
+def test_a_reference_with_a_world_file_and_no_crs_takes_the_one_given(tmp_path, scene, pair):
+    ref_data, ref_transform = crop(scene, 500, 500, 900)
+    reference = write_tif(tmp_path / "nocrs.tif", ref_data, ref_transform, None)
+    with pytest.raises(MissingGeoreference, match="reference has no CRS; give it with reference_crs"):
+        estimate_alignment(pair.target, reference)
+    result = estimate_alignment(pair.target, reference, AlignOptions(reference_crs=scene.crs.to_string()))
+    assert result.quality.passed and corner_error_px(result.transform, pair.truth, 512) < 0.2
+    # its own grid is read as it is, not resampled
+    with warping.reference_in_crs(str(reference), None, assumed=scene.crs.to_string()) as (path, _):
+        with rasterio.open(path) as vrt:
+            assert vrt.crs == scene.crs and vrt.transform == ref_transform
+            np.testing.assert_array_equal(vrt.read([1, 2, 3]), ref_data)

@@ -27,6 +27,7 @@ PARAM_FLAGS = {
     "product_bands": "--bands",
     "target_fit_ce90_px": "--window-precision",
     "output": "-o/--output",
+    "reference_crs": "--ref-crs",
 }
 
 
@@ -124,6 +125,8 @@ max_shift = click.option("--max-shift", type=Finite(0),
                               "10000 where nothing convincing is found].")
 target_crs = click.option("--target-crs", callback=crs_option,
                           help="CRS of a target with a world file but no CRS [default: the reference's].")
+ref_crs = click.option("--ref-crs", "reference_crs", callback=crs_option,
+                       help="CRS of a reference with a world file but no CRS.")
 approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
                              help="Where the global search looks.")
 device = click.option("--device", default=AlignOptions.device, show_default=True,
@@ -233,6 +236,7 @@ _alignment_options = [
     weights,
     max_shift,
     target_crs,
+    ref_crs,
     click.option("--threshold", type=Finite(0, low_open=True), default=AlignOptions.threshold_px,
                  show_default=True, help="RANSAC inlier threshold, px."),
     gate,
@@ -270,6 +274,7 @@ def alignment_from(kwargs: dict) -> AlignOptions:
         matcher=kwargs["matcher"], model=kwargs["model"], **split_bands(kwargs["bands"]),
         max_shift_m=kwargs["max_shift"], threshold_px=kwargs["threshold"],
         refine=RefineOptions(enabled=kwargs["refine"]), rotation_search=kwargs["rotation_search"], weights=kwargs["weights"], target_crs=kwargs["target_crs"],
+        reference_crs=kwargs["reference_crs"],
         gate=gate_from(kwargs),
         tiles=TileOptions(size=kwargs["tile_size"], overlap=kwargs["tile_overlap"], max_windows=kwargs["max_windows"],
                           target_fit_ce90_px=kwargs["window_precision"], jobs=kwargs["jobs"]),
