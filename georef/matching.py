@@ -94,13 +94,36 @@ def fit_with_guided_pass(matcher: Matcher, matches: Matches, image0: MatchImage,
     return GuidedFit(fit_matches(guided, settings), guided, support, len(matches))
 
 
+def _turn(w: int) -> np.ndarray:
+    """(3, 3) raster coordinates of an image ``w`` px wide turned counter-clockwise by 90 degrees -> the
+    image's own. np.rot90: new[r, c] = old[c, w - 1 - r], so new raster (x, y) is old (w - y, x)."""
+    return np.array([[0.0, -1.0, w], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
 def rotated(image: MatchImage, quarter_turns: int) -> MatchImage:
     """The image turned counter-clockwise by ``quarter_turns`` x 90 degrees, ``to_world`` updated to match."""
     to_world = image.to_world
     pixels, valid = image.pixels, image.valid
     for _ in range(quarter_turns % 4):
-        w = pixels.shape[1]
-        # np.rot90: new[r, c] = old[c, w - 1 - r], so new raster (x, y) is old (w - y, x)
-        to_world = to_world @ np.array([[0.0, -1.0, w], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        to_world = to_world @ _turn(pixels.shape[1])
         pixels, valid = np.rot90(pixels), np.rot90(valid)
     return MatchImage(np.ascontiguousarray(pixels), np.ascontiguousarray(valid), to_world, image.stretch)
+
+
+def upright(image: MatchImage, to_map: np.ndarray) -> MatchImage:
+    """The image as a north-up map shows it, where ``to_map`` (the image's ``to_world`` frame -> map, y
+    north) says it is mirrored or turned: flipped top to bottom where its rows run north (a south-up
+    raster), then turned by the quarter turns that bring its rows nearest to north-up; ``to_world``
+    updated to match. Matchers find no mirrored image, and none turned far without ``rotation_search``.
+    """
+    pixels, valid, to_world = image.pixels, image.valid, image.to_world
+    if np.linalg.det((to_map @ to_world)[:2, :2]) > 0:  # north-up rasters have det < 0: rows run south
+        to_world = to_world @ np.array([[1.0, 0.0, 0.0], [0.0, -1.0, pixels.shape[0]], [0.0, 0.0, 1.0]])
+        pixels, valid = pixels[::-1], valid[::-1]
+    turns, frame, w, h = [], to_world, pixels.shape[1], pixels.shape[0]
+    for _ in range(4):
+        east = (to_map @ frame)[:2, 0]  # where the image's x axis points on the map
+        turns.append(abs(np.arctan2(east[1], east[0])))
+        frame, w, h = frame @ _turn(w), h, w
+    return rotated(MatchImage(np.ascontiguousarray(pixels), np.ascontiguousarray(valid), to_world, image.stretch),
+                   int(np.argmin(turns)))

@@ -22,7 +22,7 @@ from georef.accuracy import Accuracy
 from georef.errors import BandError, MatchingError, MissingGeoreference
 from georef.fitting import MIN_POINTS, Fit, compare_models, fit_transform, fit_warp_robust, held_out_errors
 from georef.matchers import create_matcher, resolve_device
-from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotated
+from georef.matching import FitSettings, GuidedFit, fit_with_guided_pass, rotated, upright
 from georef.options import AlignOptions
 from georef.progress import Reporter, Stages
 from georef.quality import Evidence, Placement, Quality, assess, span
@@ -507,8 +507,8 @@ def _read_images(tgt_ds, ref_ds, sources: raster.Sources, footprint: np.ndarray,
     reference_px = float(np.sqrt(abs(ref_ds.transform.determinant)))
     long_side = max(tgt_ds.width, tgt_ds.height)
     working = raster.working_pixel(target_px, reference_px, long_side, max_size)
-    target_img = raster.read_target(tgt_ds, sources.target_bands, round(long_side * target_px / working),
-                                    sources.target_mask)
+    target_img = upright(raster.read_target(tgt_ds, sources.target_bands, round(long_side * target_px / working),
+                                            sources.target_mask), footprint)
     # The chip's pixel is the target's working pixel expressed in reference units.
     pixel_size = geometry.pixel_scale(footprint @ target_img.to_world)
     chip = raster.read_reference_chip(ref_ds, sources.reference_bands, footprint, tgt_ds.width, tgt_ds.height,

@@ -619,8 +619,8 @@ def read_reference_chip(
         SearchTooLarge: the chip would hold more than :data:`MAX_CHIP_PIXELS`.
     """
     t = ds.transform
-    if t.b != 0 or t.d != 0:
-        raise MissingGeoreference("has a rotated geotransform; warp it north-up first", ds.name)
+    if t.b != 0 or t.d != 0 or t.a < 0 or t.e > 0:
+        raise MissingGeoreference("has a rotated or mirrored geotransform; warp it north-up first", ds.name)
     corners = geometry.apply(footprint, geometry.corners(width, height))
     margin = margin_m / metres_per_unit(ds.crs, corners.mean(axis=0))
     (x0, y0), (x1, y1) = corners.min(axis=0) - margin, corners.max(axis=0) + margin

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from georef import geometry, raster
 from georef.errors import EmptyDataError, MatchingError, NoOverlapError
 from georef.matchers import create_matcher
-from georef.matching import FitSettings, fit_with_guided_pass
+from georef.matching import FitSettings, fit_with_guided_pass, upright
 from georef.options import AlignOptions, RefineOptions, TileOptions
 from georef.refine import Refinement, refine
 
@@ -210,6 +210,7 @@ def match_windows(sources: raster.Sources, plan: WindowPlan, options: AlignOptio
         img = raster.read_window(tgt_ds, sources.target_bands, window, plan.target_stretch, sources.target_mask)
         if img is None or img.valid.mean() < tiles.min_valid or img.pixels[img.valid].std() < tiles.min_contrast:
             return WindowResult(window, "no texture")
+        img = upright(img, plan.coarse_to_map)
         h, w = img.shape
         try:
             chip = raster.read_reference_chip(ref_ds, sources.reference_bands, plan.coarse_to_map @ img.to_world, w, h,

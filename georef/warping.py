@@ -45,10 +45,11 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None,
                      assumed: str | None = None) -> Iterator[tuple[str, str | None]]:
     """The reference, and its exclusion mask, as GDAL reads them in ``crs``, north-up.
 
-    Where the target claims another CRS than the reference's, the reference's geotransform is rotated, or
-    the reference has a geotransform but no CRS and one is ``assumed`` (a world file), the reference is
-    read through a warped VRT (cubic), and everything, the output included, lives in the target's CRS.
-    The mask is warped onto the same grid (nearest), after it is checked against the reference itself.
+    Where the target claims another CRS than the reference's, the reference's geotransform is rotated or
+    mirrored (south-up), or the reference has a geotransform but no CRS and one is ``assumed`` (a world
+    file), the reference is read through a warped VRT (cubic), and everything, the output included, lives
+    in the target's CRS. The mask is warped onto the same grid (nearest), after it is checked against the
+    reference itself.
 
     Args:
         reference: a path GDAL opens.
@@ -62,7 +63,8 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None,
         reports).
     """
     with open_raster(reference) as ds:
-        rotated = ds.transform.b != 0 or ds.transform.d != 0  # its chips are read north-up
+        t = ds.transform
+        rotated = t.b != 0 or t.d != 0 or t.a < 0 or t.e > 0  # its chips are read north-up
         own = ds.crs or (CRS.from_user_input(assumed) if assumed and not ds.transform.is_identity else None)
         crs = crs or own
         as_is = own is None or ds.transform.is_identity or (ds.crs == crs and not rotated)

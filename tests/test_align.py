@@ -257,3 +257,34 @@ def test_a_reference_with_a_world_file_and_no_crs_takes_the_one_given(tmp_path, 
         with rasterio.open(path) as vrt:
             assert vrt.crs == scene.crs and vrt.transform == ref_transform
             np.testing.assert_array_equal(vrt.read([1, 2, 3]), ref_data)
+
+
+def _reoriented(path, out, how):
+    """The raster's pixels mirrored top to bottom ("south-up") or turned by 90 degrees ("turned"), its
+    geotransform changed to match: the same map, other rows and columns."""
+    with rasterio.open(path) as src:
+        profile, data, t = src.profile, src.read(), src.transform
+    h, w = data.shape[1:]
+    if how == "south-up":
+        data, to_old = data[:, ::-1], Affine(1, 0, 0, 0, -1, h)
+    else:
+        data, to_old = np.rot90(data, axes=(1, 2)), Affine(0, -1, w, 1, 0, 0)  # new (x, y) is old (w - y, x)
+    with rasterio.open(out, "w", **dict(profile, width=data.shape[2], height=data.shape[1],
+                                        transform=t * to_old)) as dst:
+        dst.write(np.ascontiguousarray(data))
+    return out, to_old
+
+
+@pytest.mark.parametrize("which, how, max_size", [("target", "south-up", 2048), ("target", "turned", 2048),
+                                                   ("reference", "south-up", 2048),
+                                                   ("target", "south-up", 256)])  # windows of a large target
+def test_a_mirrored_or_turned_georeference_is_matched_as_a_map_shows_it(tmp_path, pair, which, how, max_size):
+    target, reference, truth = pair.target, pair.reference, pair.truth
+    if which == "target":
+        target, to_old = _reoriented(target, tmp_path / "target.tif", how)
+        truth = truth * to_old
+    else:
+        reference, _ = _reoriented(reference, tmp_path / "reference.tif", how)
+    # the feature matcher's path: the correlation's resamples the chip through the claimed geotransform anyway
+    result = estimate_alignment(target, reference, AlignOptions(correlation_first=False, max_size=max_size))
+    assert result.quality.passed and corner_error_px(result.transform, truth, 512) < 0.2
