@@ -125,5 +125,4 @@ def upright(image: MatchImage, to_map: np.ndarray) -> MatchImage:
         east = (to_map @ frame)[:2, 0]  # where the image's x axis points on the map
         turns.append(abs(np.arctan2(east[1], east[0])))
         frame, w, h = frame @ _turn(w), h, w
-    return rotated(MatchImage(np.ascontiguousarray(pixels), np.ascontiguousarray(valid), to_world, image.stretch),
-                   int(np.argmin(turns)))
+    return rotated(MatchImage(pixels, valid, to_world, image.stretch), int(np.argmin(turns)))
