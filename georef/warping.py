@@ -65,9 +65,9 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None,
     with open_raster(reference) as ds:
         t = ds.transform
         rotated = t.b != 0 or t.d != 0 or t.a < 0 or t.e > 0  # its chips are read north-up
-        own = ds.crs or (CRS.from_user_input(assumed) if assumed and not ds.transform.is_identity else None)
+        own = ds.crs or (CRS.from_user_input(assumed) if assumed and not t.is_identity else None)
         crs = crs or own
-        as_is = own is None or ds.transform.is_identity or (ds.crs == crs and not rotated)
+        as_is = own is None or t.is_identity or (ds.crs == crs and not rotated)
         if mask and not as_is:
             ExclusionMask.parse(mask).check_covers(ds, reference, "reference")
     if as_is:

@@ -6,6 +6,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -69,32 +70,35 @@ def gcps_for(alignment: Alignment, n: int) -> list[GroundControlPoint]:
     ]
 
 
-def _colormaps(src) -> dict[int, dict]:
-    """The colour tables of ``src``'s palette bands, by band index (empty for other rasters)."""
-    tables = {}
-    for b in src.indexes:
-        try:
-            tables[b] = src.colormap(b)
-        except ValueError:  # no colour table: not a palette band
-            pass
-    return tables
+class _Description(NamedTuple):
+    """What an output keeps of its source beside the pixels, read while the source is open."""
 
+    colorinterp: tuple
+    tags: dict
+    band_tags: list[dict]
+    band_names: tuple
+    colour_tables: dict[int, dict]  # band -> its palette, for palette bands only
 
-def _describe(dst, colorinterp, tags: dict, band_tags: list[dict], descriptions, tables: dict[int, dict]) -> None:
-    """Give ``dst`` the source's colour interpretation, colour tables, tags and band descriptions."""
-    dst.colorinterp = colorinterp
-    dst.update_tags(**tags)
-    for b, table in tables.items():
-        dst.write_colormap(b, table)
-    for b in dst.indexes:
-        dst.update_tags(b, **band_tags[b - 1])
-        if descriptions[b - 1]:
-            dst.set_band_description(b, descriptions[b - 1])
+    @classmethod
+    def of(cls, src) -> "_Description":
+        tables = {}
+        for b in src.indexes:
+            try:
+                tables[b] = src.colormap(b)
+            except ValueError:  # no colour table: not a palette band
+                pass
+        return cls(src.colorinterp, src.tags(), [src.tags(b) for b in src.indexes], src.descriptions, tables)
 
-
-def _description(src) -> tuple:
-    """What :func:`_describe` copies, read from ``src`` (so that it outlives the open file)."""
-    return src.colorinterp, src.tags(), [src.tags(b) for b in src.indexes], src.descriptions, _colormaps(src)
+    def give(self, dst) -> None:
+        """Give ``dst`` the colour interpretation, colour tables, tags and band descriptions."""
+        dst.colorinterp = self.colorinterp
+        dst.update_tags(**self.tags)
+        for b, table in self.colour_tables.items():
+            dst.write_colormap(b, table)
+        for b in dst.indexes:
+            dst.update_tags(b, **self.band_tags[b - 1])
+            if self.band_names[b - 1]:
+                dst.set_band_description(b, self.band_names[b - 1])
 
 
 def write_aligned(
@@ -146,7 +150,7 @@ def write_aligned(
         with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), dst:
             if gcps:
                 dst.gcps = (gcps_for(alignment, gcps), alignment.crs)
-            _describe(dst, *_description(src))
+            _Description.of(src).give(dst)
             for row in range(0, src.height, _ROWS_PER_CHUNK):
                 window = Window(0, row, src.width, min(_ROWS_PER_CHUNK, src.height - row))
                 dst.write(src.read(window=window), window=window)
@@ -242,8 +246,8 @@ def write_warped(
         valid = src.dataset_mask()
         profile = dict(driver="GTiff", width=width, height=height, count=src.count, dtype=src.dtypes[0],
                        nodata=nodata, crs=dst_crs, transform=dst_transform, tiled=True)
-        description = _description(src)
-    if description[-1] and resampling not in (Resampling.nearest, Resampling.mode):
+        description = _Description.of(src)
+    if description.colour_tables and resampling not in (Resampling.nearest, Resampling.mode):
         # A palette band's values name colours (often classes): any interpolation invents ones that are not there.
         log.warning("%s is a palette raster: warped with nearest-neighbour resampling, not %s", target,
                     resampling.name)
@@ -270,7 +274,7 @@ def write_warped(
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(plain, "w", **profile) as dst:
                 dst.write(warped)
-                _describe(dst, *description)
+                description.give(dst)
                 if nodata is None:
                     dst.write_mask(mask)
             rasterio.shutil.copy(plain, tmp, driver="COG", compress="deflate")
