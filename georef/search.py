@@ -20,6 +20,7 @@ from georef import geometry, raster
 from georef.errors import EmptyDataError, MatchingError, NoOverlapError
 from georef.fitting import fit_transform
 from georef.matchers import create_matcher
+from georef.matching import rotated
 from georef.options import AlignOptions
 from georef.significance import log10_nfa, match_alpha
 from georef.tiles import window_grid
@@ -88,8 +89,9 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
     Args:
         tgt_ds, ref_ds: open datasets (the reference north-up and georeferenced).
         sources: bands and exclusion masks to read.
-        options: matcher, threshold, gate, max_size, and ``approx_center``, the (lon, lat)
-            to search around (None searches the whole reference).
+        options: matcher, threshold, gate, max_size, ``rotation_search`` (each quarter turn of the target is
+            looked for), and ``approx_center``, the (lon, lat) to search around (None searches the whole
+            reference).
         target_pixel_size: the target's pixel size in reference units if known; else candidates are tried.
         around: the area to search instead: (x0, y0, x1, y1) in the reference CRS, and the radius in metres
             around the claimed footprint that it is.
@@ -106,6 +108,8 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
     candidates = [target_pixel_size] if target_pixel_size else [ref_px * s for s in SCALES]
     long_side = max(tgt_ds.width, tgt_ds.height)
     targets: dict[int, raster.MatchImage] = {}  # the target decimated to a long side, by that side
+    # A target of unknown orientation is looked for in each quarter turn: the matchers find few turned images.
+    turns = (0, 1, 2, 3) if options.rotation_search else (0,)
     best = None
     for size in candidates:
         if around is not None:
@@ -144,23 +148,25 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
                                                   mask=sources.reference_mask)
             except EmptyDataError:
                 continue
-            matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
-            try:
-                fit = fit_transform(geometry.index_to_raster(matches.points0),
-                                    geometry.index_to_raster(matches.points1), "affine", options.threshold_px,
-                                    options.seed)
-            except MatchingError:
-                continue
-            support = int(fit.inliers.sum())
-            if not _plausible(fit.matrix):
-                log.debug("search at target pixel %.3g: implausible fit (scale or shear), ignored", size)
-                continue
-            # Ranked by significance: parts and scales differ in how many matches they offer.
-            nfa = log10_nfa(len(matches), support, match_alpha(options.threshold_px, float(chip.valid.sum())), 3)
-            log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers, log10 NFA %.1f", size,
-                     working, len(matches), support, nfa)
-            if best is None or nfa < best[0]:
-                best = (nfa, support, chip.to_world @ fit.matrix @ np.linalg.inv(target_img.to_world), working)
+            for turned in (rotated(target_img, k) for k in turns):
+                matches = matcher.match(turned.pixels, chip.pixels, turned.valid, chip.valid)
+                try:
+                    fit = fit_transform(geometry.index_to_raster(matches.points0),
+                                        geometry.index_to_raster(matches.points1), "affine", options.threshold_px,
+                                        options.seed)
+                except MatchingError:
+                    continue
+                support = int(fit.inliers.sum())
+                if not _plausible(fit.matrix):
+                    log.debug("search at target pixel %.3g: implausible fit (scale or shear), ignored", size)
+                    continue
+                # Ranked by significance: parts and scales differ in how many matches they offer.
+                nfa = log10_nfa(len(matches), support, match_alpha(options.threshold_px, float(chip.valid.sum())),
+                                3)
+                log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers, log10 NFA %.1f",
+                         size, working, len(matches), support, nfa)
+                if best is None or nfa < best[0]:
+                    best = (nfa, support, chip.to_world @ fit.matrix @ np.linalg.inv(turned.to_world), working)
     if best is None or best[0] > options.gate.max_log_nfa or best[1] < max(options.gate.min_inliers, SEARCH_MIN_INLIERS):
         found = "nothing" if best is None else f"{best[1]} inliers, log10 NFA {best[0]:.1f} at best"
         where = "a global search" if around is None else f"a search within {around[1]:.0f} m of its position"

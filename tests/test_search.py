@@ -19,6 +19,16 @@ def test_target_without_georeference_is_found(tmp_path, scene):
     assert error < 0.5
 
 
+def test_a_target_of_unknown_orientation_is_found_in_its_quarter_turn(tmp_path, scene):
+    ref = write_tif(tmp_path / "ref.tif", scene.data, scene.transform, scene.crs)
+    data, truth = crop(scene, 900, 700, 600)
+    turned = write_tif(tmp_path / "turned.tif", np.ascontiguousarray(np.rot90(data, axes=(1, 2))), None, None)
+    result = estimate_alignment(turned, ref, AlignOptions(rotation_search=True))
+    # np.rot90: the turned raster's (x, y) is the crop's (600 - y, x)
+    true_turned = geometry.to_matrix(truth * Affine(0, -1, 600, 1, 0, 0))
+    assert result.quality.passed and geometry.mean_corner_distance(result.transform, true_turned, 600, 600) / 10 < 0.5
+
+
 def test_target_of_unknown_coarser_resolution_is_found(tmp_path, scene):
     import cv2
 

@@ -242,7 +242,7 @@ _alignment_options = [
     gate,
     click.option("--refine/--no-refine", default=RefineOptions.enabled, show_default=True,
                  help="Refine the fit to sub-pixel precision by local phase correlation."),
-    click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees."),
+    click.option("--rotation-search", is_flag=True, help="Also try the target turned by 90, 180 and 270 degrees (in a global search too)."),
     click.option("--correlation/--no-correlation", default=AlignOptions.correlation_first, show_default=True,
                  help="Try one correlation of the whole target before the feature matcher."),
     click.option("--force", is_flag=True, help="Write the output even if the quality gate fails (the report says so)."),
