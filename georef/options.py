@@ -221,7 +221,8 @@ class AlignOptions:
             the turn with the most unguided inliers.
         max_size: long side, in pixels, above which the target is matched decimated.
         weights: weight file for the matcher; default from the registry.
-        target_crs: CRS to assume for a target that has a geotransform but no CRS.
+        target_crs: CRS to assume for a target that has a geotransform but no CRS, and to give a target with
+            no georeference (its output's CRS; default the reference's).
         reference_crs: the same for the reference.
         gate: quality thresholds.
         seed: random seed of the robust fit.

@@ -459,6 +459,8 @@ def read_scene(target: str, reference: str, options: AlignOptions, stages: Stage
             searched = Search("claimed georeference", margin, None, _box(claimed, size, margin, ref_ds.crs),
                               tried or (margin,))
         frame = _frame(claimed if claimed is not None and not options.global_search else placed, size, ref_ds.crs)
+        if claimed is None and ref_ds.crs.is_geographic:
+            _suggest_projected(frame, target)
         with stages.stage("read"):
             target_img, chip, pixel_size, coarser, finer = _read_images(tgt_ds, ref_ds, sources, placed,
                                                                         searched.margin_m, options.max_size)
@@ -489,6 +491,15 @@ def _box(footprint: np.ndarray, size: tuple[int, int], reach_m: float, crs: CRS)
     reach = reach_m / raster.metres_per_unit(crs, corners.mean(axis=0))
     (x0, y0), (x1, y1) = corners.min(axis=0) - reach, corners.max(axis=0) + reach
     return (float(x0), float(y0), float(x1), float(y1))
+
+
+def _suggest_projected(frame: Frame, target: str) -> None:
+    """Warn that a target placed without a CRS of its own gets an affine in degrees, and name its UTM zone."""
+    lon, lat = geometry.apply(frame.footprint, [[frame.width / 2, frame.height / 2]])[0]
+    utm = (32600 if lat >= 0 else 32700) + min(60, int((lon + 180) // 6) + 1)
+    log.warning("%s: placed in the reference's geographic CRS, where one affine in degrees bends (metres at the "
+                "corners of a 10 km scene); give it a projected CRS (--target-crs, or target_crs in Python), "
+                "e.g. EPSG:%d", target, utm)
 
 
 def _frame(footprint: np.ndarray, size: tuple[int, int], crs: CRS) -> Frame:

@@ -31,12 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def claimed_crs(path: str, assumed: str | None = None) -> CRS | None:
-    """The CRS a target claims: that of its geotransform or GCPs, else ``assumed`` (``--target-crs``); None
-    where it has no georeference, or no CRS and none assumed (it then takes the reference's)."""
+    """The CRS a target claims: that of its geotransform or GCPs, else ``assumed`` (``--target-crs``, also the
+    CRS a target with no georeference at all is given); None where it has no CRS and none is assumed (it
+    then takes the reference's)."""
     with open_raster(path) as ds:
-        if not is_georeferenced(ds):
-            return None
-        own = ds.crs if ds.transform != rasterio.Affine.identity() else ds.gcps[1]
+        own = None
+        if is_georeferenced(ds):
+            own = ds.crs if ds.transform != rasterio.Affine.identity() else ds.gcps[1]
     return own or (CRS.from_user_input(assumed) if assumed else None)
 
 

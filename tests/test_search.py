@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from rasterio.warp import transform as transform_coords
 
@@ -27,6 +28,25 @@ def test_a_target_of_unknown_orientation_is_found_in_its_quarter_turn(tmp_path, 
     # np.rot90: the turned raster's (x, y) is the crop's (600 - y, x)
     true_turned = geometry.to_matrix(truth * Affine(0, -1, 600, 1, 0, 0))
     assert result.quality.passed and geometry.mean_corner_distance(result.transform, true_turned, 600, 600) / 10 < 0.5
+
+
+def test_a_target_without_georeference_takes_the_crs_given_not_a_geographic_reference_s(tmp_path, scene, caplog):
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    height, width = scene.data.shape[1:]
+    transform, w, h = calculate_default_transform(scene.crs, "EPSG:4326", width, height,
+                                                  *rasterio.transform.array_bounds(height, width, scene.transform))
+    lonlat = np.zeros((3, h, w), scene.data.dtype)
+    reproject(scene.data, lonlat, src_transform=scene.transform, src_crs=scene.crs, dst_transform=transform,
+              dst_crs="EPSG:4326", resampling=Resampling.cubic)
+    ref = write_tif(tmp_path / "ref4326.tif", lonlat, transform, "EPSG:4326")
+    data, truth = crop(scene, 900, 700, 600)
+    plain = write_tif(tmp_path / "plain.tif", data, None, None)
+    bent = estimate_alignment(plain, ref)  # an affine in degrees: the grid's bend is left at the corners
+    assert "give it a projected CRS" in caplog.text and f"EPSG:{scene.crs.to_epsg()}" in caplog.text
+    result = estimate_alignment(plain, ref, AlignOptions(target_crs=scene.crs.to_string()))
+    assert bent.crs.is_geographic and result.crs == scene.crs
+    assert geometry.mean_corner_distance(result.transform, geometry.to_matrix(truth), 600, 600) / 10 < 0.1
 
 
 def test_target_of_unknown_coarser_resolution_is_found(tmp_path, scene):

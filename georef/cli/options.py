@@ -124,7 +124,8 @@ max_shift = click.option("--max-shift", type=Finite(0),
                          help="Search margin around the target footprint, metres [default: 600, widened up to "
                               "10000 where nothing convincing is found].")
 target_crs = click.option("--target-crs", callback=crs_option,
-                          help="CRS of a target with a world file but no CRS [default: the reference's].")
+                          help="CRS of a target with a world file but no CRS, or given to a target with no "
+                               "georeference [default: the reference's].")
 ref_crs = click.option("--ref-crs", "reference_crs", callback=crs_option,
                        help="CRS of a reference with a world file but no CRS.")
 approx_center = click.option("--approx-center", nargs=2, type=Finite(), metavar="LON LAT", callback=_approx_center,
