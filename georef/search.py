@@ -81,6 +81,25 @@ def _plausible(matrix: np.ndarray, tolerance: float = 0.3) -> bool:
     return bool(np.all(np.abs(singular - 1) < tolerance) and abs(rotation) < 20)
 
 
+def _match_part(matcher, target_img: raster.MatchImage, chip: raster.MatchImage,
+                options: AlignOptions) -> tuple[float, int, np.ndarray] | None:
+    """One part of the reference searched for the target: log10 NFA, inliers and the target pixel -> map
+    transform of a plausible fit; None where none fits."""
+    matches = matcher.match(target_img.pixels, chip.pixels, target_img.valid, chip.valid)
+    try:
+        fit = fit_transform(geometry.index_to_raster(matches.points0), geometry.index_to_raster(matches.points1),
+                            "affine", options.threshold_px, options.seed)
+    except MatchingError:
+        return None
+    if not _plausible(fit.matrix):
+        log.debug("search: implausible fit (scale or shear), ignored")
+        return None
+    support = int(fit.inliers.sum())
+    # Ranked by significance: parts and scales differ in how many matches they offer.
+    nfa = log10_nfa(len(matches), support, match_alpha(options.threshold_px, float(chip.valid.sum())), 3)
+    return nfa, support, chip.to_world @ fit.matrix @ np.linalg.inv(target_img.to_world)
+
+
 def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.Sources, options: AlignOptions,
                   target_pixel_size: float | None = None,
                   around: tuple[tuple[float, ...], float] | None = None) -> tuple[raster.Georeference, float]:
@@ -149,24 +168,12 @@ def global_search(tgt_ds: DatasetReader, ref_ds: DatasetReader, sources: raster.
             except EmptyDataError:
                 continue
             for turned in (rotated(target_img, k) for k in turns):
-                matches = matcher.match(turned.pixels, chip.pixels, turned.valid, chip.valid)
-                try:
-                    fit = fit_transform(geometry.index_to_raster(matches.points0),
-                                        geometry.index_to_raster(matches.points1), "affine", options.threshold_px,
-                                        options.seed)
-                except MatchingError:
-                    continue
-                support = int(fit.inliers.sum())
-                if not _plausible(fit.matrix):
-                    log.debug("search at target pixel %.3g: implausible fit (scale or shear), ignored", size)
-                    continue
-                # Ranked by significance: parts and scales differ in how many matches they offer.
-                nfa = log10_nfa(len(matches), support, match_alpha(options.threshold_px, float(chip.valid.sum())),
-                                3)
-                log.info("search: target pixel %.3g, search pixel %.3g: %d matches, %d inliers, log10 NFA %.1f",
-                         size, working, len(matches), support, nfa)
-                if best is None or nfa < best[0]:
-                    best = (nfa, support, chip.to_world @ fit.matrix @ np.linalg.inv(turned.to_world), working)
+                found = _match_part(matcher, turned, chip, options)
+                if found is not None:
+                    log.info("search: target pixel %.3g, search pixel %.3g: %d inliers, log10 NFA %.1f", size,
+                             working, found[1], found[0])
+                    if best is None or found[0] < best[0]:
+                        best = (*found, working)
     if best is None or best[0] > options.gate.max_log_nfa or best[1] < max(options.gate.min_inliers, SEARCH_MIN_INLIERS):
         found = "nothing" if best is None else f"{best[1]} inliers, log10 NFA {best[0]:.1f} at best"
         where = "a global search" if around is None else f"a search within {around[1]:.0f} m of its position"
