@@ -147,6 +147,11 @@ def is_georeferenced(ds: rasterio.io.DatasetReader) -> bool:
     return ds.transform != rasterio.Affine.identity() or bool(ds.gcps[0])
 
 
+def is_north_up(transform: rasterio.Affine) -> bool:
+    """True where a geotransform's columns run east and its rows south, unrotated: as chips are read."""
+    return transform.b == 0 and transform.d == 0 and transform.a > 0 and transform.e < 0
+
+
 def georeference(ds: rasterio.io.DatasetReader, assume_crs: CRS | None = None) -> Georeference:
     """Return the dataset's georeference, from its geotransform or else its GCPs.
 
@@ -619,7 +624,7 @@ def read_reference_chip(
         SearchTooLarge: the chip would hold more than :data:`MAX_CHIP_PIXELS`.
     """
     t = ds.transform
-    if t.b != 0 or t.d != 0 or t.a < 0 or t.e > 0:
+    if not is_north_up(t):
         raise MissingGeoreference("has a rotated or mirrored geotransform; warp it north-up first", ds.name)
     corners = geometry.apply(footprint, geometry.corners(width, height))
     margin = margin_m / metres_per_unit(ds.crs, corners.mean(axis=0))

@@ -25,7 +25,7 @@ from rasterio.shutil import copy as copy_dataset
 from rasterio.vrt import WarpedVRT
 
 from georef.errors import CRSMismatch, GeorefError, one_line
-from georef.raster import ExclusionMask, is_georeferenced, open_raster
+from georef.raster import ExclusionMask, is_georeferenced, is_north_up, open_raster
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,11 @@ def reference_in_crs(reference: str, crs: CRS | None, mask: str | None = None,
         reports).
     """
     with open_raster(reference) as ds:
-        t = ds.transform
-        rotated = t.b != 0 or t.d != 0 or t.a < 0 or t.e > 0  # its chips are read north-up
-        own = ds.crs or (CRS.from_user_input(assumed) if assumed and not t.is_identity else None)
+        identity = ds.transform.is_identity
+        rotated = not is_north_up(ds.transform)  # its chips are read north-up
+        own = ds.crs or (CRS.from_user_input(assumed) if assumed and not identity else None)
         crs = crs or own
-        as_is = own is None or t.is_identity or (ds.crs == crs and not rotated)
+        as_is = own is None or identity or (ds.crs == crs and not rotated)
         if mask and not as_is:
             ExclusionMask.parse(mask).check_covers(ds, reference, "reference")
     if as_is:

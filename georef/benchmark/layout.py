@@ -13,6 +13,11 @@ def row_key(matcher: str, model: str, threshold: str, group: str) -> str:
     return f"{matcher}/{model}/{threshold} {group}"
 
 
+def setting_key(row: dict) -> str:
+    """The setting of a ``cases.csv`` row, ``matcher/model/threshold``: :func:`row_key` without its group."""
+    return f"{row['matcher']}/{row['model']}/{row['threshold']}"
+
+
 def case_paths(out_dir: Path, matcher: str, model: str, threshold: float, case_name: str) -> tuple[Path, Path]:
     """The output GeoTIFF and the JSON report (with its tie points) of a case under one setting."""
     folder = f"{matcher}_{model}_{threshold:g}"

@@ -11,7 +11,7 @@ import numpy as np
 from georef import geometry
 from georef.benchmark.cases import Case
 from georef.benchmark.consistency import centre_offset, map_error, season_consistency, split_name
-from georef.benchmark.layout import PEERS, case_paths, row_key
+from georef.benchmark.layout import PEERS, case_paths, row_key, setting_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, has_error, summarise_rows
 from georef.benchmark.peers import paired
 from georef.report import pyplot
@@ -168,8 +168,7 @@ def tile_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str
 def consistency_lines(rows: list[dict], cases: list[Case], keys: list[str]) -> list[str]:
     """The report's season-consistency section; empty where no season triangle was run."""
     settings = sorted({k.split(" ")[0] for k in keys})
-    results = {s: season_consistency([r for r in rows if "/".join((r["matcher"], r["model"], r["threshold"])) == s],
-                                     cases) for s in settings}
+    results = {s: season_consistency([r for r in rows if setting_key(r) == s], cases) for s in settings}
     if not any(closures for _, closures in results.values()):
         return []
     lines = [

@@ -18,7 +18,7 @@ import numpy as np
 
 from georef.benchmark.cases import Case, CaseSpec, build_cases
 from georef.benchmark.consistency import file_offsets, split_name
-from georef.benchmark.layout import row_key
+from georef.benchmark.layout import row_key, setting_key
 from georef.benchmark.metrics import THRESHOLDS_PX, WRONG_PX, summarise_rows
 from georef.benchmark.report import plot_calibration, plot_cdf, share_text
 from georef.benchmark.run import Settings, run_and_report
@@ -90,10 +90,9 @@ def pool_files(scored: dict[int, list[dict]], cases: dict[int, list[Case]]) -> d
     :func:`georef.benchmark.consistency.file_offsets`); empty where fewer than two seeds ran."""
     if len(scored) < 2:
         return {}
-    settings = sorted({"/".join((r["matcher"], r["model"], r["threshold"])) for rows in scored.values() for r in rows})
-    return {s: [asdict(o) for o in file_offsets([
-        ([r for r in scored[seed] if "/".join((r["matcher"], r["model"], r["threshold"])) == s], cases[seed])
-        for seed in scored])] for s in settings}
+    settings = sorted({setting_key(r) for rows in scored.values() for r in rows})
+    return {s: [asdict(o) for o in file_offsets([([r for r in scored[seed] if setting_key(r) == s], cases[seed])
+                                                 for seed in scored])] for s in settings}
 
 
 def file_lines(files: dict[str, list[dict]]) -> list[str]:
